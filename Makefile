@@ -1,0 +1,27 @@
+# Set-up and checks for fmtlbench. Every install step goes through constraints.txt.
+PYTHON ?= python3
+VENV ?= .venv
+PIP := $(VENV)/bin/python -m pip install -c constraints.txt
+
+.PHONY: install demo test lint format
+
+$(VENV)/.installed: pyproject.toml plugins/pyproject.toml constraints.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) -e ".[test]" -e ./plugins
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/fmtlbench run --scenario iid1 --algo fedavg
+
+test: install
+	$(VENV)/bin/ruff check fmtlbench plugins tests benchmarks
+	$(VENV)/bin/python -m pytest -q -m "not slow"
+
+lint: install
+	$(VENV)/bin/ruff check fmtlbench plugins tests benchmarks
+	$(VENV)/bin/ruff format --check fmtlbench plugins tests benchmarks
+
+format: install
+	$(VENV)/bin/ruff format fmtlbench plugins tests benchmarks

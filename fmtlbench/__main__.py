@@ -1,0 +1,5 @@
+"""``python -m fmtlbench`` is the ``fmtlbench`` command."""
+
+from fmtlbench.cli import main
+
+main()

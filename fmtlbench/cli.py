@@ -1,0 +1,156 @@
+"""The ``fmtlbench`` command line.
+
+Only click is imported at module level: ``fmtlbench --help`` must stay fast, so torch, timm,
+mlflow and the plugins are imported inside the commands that need them. User errors
+(``FmtlbenchError``) are printed as one line without a traceback and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from fmtlbench import __version__
+from fmtlbench.errors import FmtlbenchError
+
+KIND_NAMES = {
+    "algorithms": "algorithm",
+    "datasets": "dataset",
+    "partitioners": "partitioner",
+    "backbones": "backbone",
+    "decoders": "decoder",
+    "executors": "executor",
+    "scenarios": "scenario",
+}
+
+
+class FriendlyGroup(click.Group):
+    """Turns user errors into one clear line and a non-zero exit, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except FmtlbenchError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=FriendlyGroup)
+@click.version_option(__version__, prog_name="fmtlbench")
+def main() -> None:
+    """fmtlbench: benchmark federated multi-task learning on dense prediction.
+
+    Run one federated experiment with `fmtlbench run`, see what is installed with
+    `fmtlbench list` and `fmtlbench plugins`. Runs are tracked in MLflow
+    (browse them with `mlflow ui --backend-store-uri sqlite:///mlflow.db`).
+    """
+
+
+def _overrides(**options) -> list[dict]:
+    """CLI flags as config fragments, in the order they apply."""
+    from fmtlbench.config import parse_assignment
+
+    table = {
+        "profile": ("profile",),
+        "scenario": ("scenario",),
+        "algo": ("algorithm", "name"),
+        "arch": ("arch", "name"),
+        "backbone": ("backbone", "name"),
+        "seed": ("seed",),
+        "rounds": ("training", "rounds"),
+        "data_root": ("data", "root"),
+        "tracking_uri": ("tracking", "uri"),
+        "experiment": ("tracking", "experiment"),
+        "run_name": ("tracking", "run_name"),
+        "reference": ("reference",),
+    }
+    out: list[dict] = []
+    for option, path in table.items():
+        value = options.get(option)
+        if value is None:
+            continue
+        node: dict = {path[-1]: str(value) if isinstance(value, Path) else value}
+        for part in reversed(path[:-1]):
+            node = {part: node}
+        out.append(node)
+    out.extend(parse_assignment(item) for item in options.get("set_", ()))
+    return out
+
+
+@main.command()
+@click.option(
+    "--config", "config_file", type=click.Path(path_type=Path), help="YAML/TOML run config."
+)
+@click.option("--profile", help="Settings profile: cpu (default), paper, or a profile file.")
+@click.option("--scenario", help="Scenario name (see `fmtlbench list scenarios`) or file.")
+@click.option("--algo", help="Federated algorithm (see `fmtlbench list algorithms`).")
+@click.option("--arch", help="Decoder architecture, e.g. md.")
+@click.option("--backbone", help="Encoder backbone, e.g. resnet18.")
+@click.option("--seed", type=int, help="Seed of partition, initialisation and training.")
+@click.option("--rounds", type=int, help="Number of federated rounds.")
+@click.option(
+    "--data-root",
+    type=click.Path(path_type=Path),
+    help="Folder holding NYUDv2/ etc. [env FMTLBENCH_DATA_ROOT]",
+)
+@click.option("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlflow.db).")
+@click.option("--experiment", help="MLflow experiment name.")
+@click.option("--run-name", help="MLflow run name.")
+@click.option("--reference", help="MLflow run id of the delta-percent reference run.")
+@click.option(
+    "--set",
+    "set_",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override any setting, e.g. --set training.lr=1e-4 (repeatable).",
+)
+@click.option("--resume", metavar="RUN_ID", help="Resume an interrupted run from its checkpoint.")
+@click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
+def run(config_file, resume, dry_run, **options) -> None:
+    """Run one federated experiment, tracked in MLflow."""
+    import yaml
+
+    from fmtlbench.config import build_config
+
+    config = build_config(config_file, _overrides(**options))
+    if dry_run:
+        click.echo(yaml.safe_dump(config.dump(), sort_keys=False))
+        return
+    from fmtlbench.display import RichReporter, results_table
+    from fmtlbench.federation import resolve_components
+    from fmtlbench.registry import load_registry
+    from fmtlbench.runner import execute
+
+    if not resume:
+        resolve_components(config, load_registry())  # name and parameter errors come first
+    reporter = RichReporter()
+    reporter.banner(config)
+    with reporter:
+        outcome = execute(config, reporter=reporter, resume=resume)
+    results_table(reporter.console, outcome)
+
+
+@main.command("list")
+@click.argument("kind", required=False, type=click.Choice(sorted(KIND_NAMES)))
+def list_(kind: str | None) -> None:
+    """List installed components (all kinds, or one)."""
+    from fmtlbench.display import component_listing
+    from fmtlbench.registry import load_registry
+
+    registry = load_registry()
+    kinds = [kind] if kind else sorted(KIND_NAMES)
+    component_listing(registry, [KIND_NAMES[k] for k in kinds])
+
+
+@main.command()
+def plugins() -> None:
+    """Installed plugins: distribution, version, what they provide, load errors."""
+    from fmtlbench.display import plugin_listing
+    from fmtlbench.registry import load_registry
+
+    plugin_listing(load_registry())

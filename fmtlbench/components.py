@@ -1,0 +1,260 @@
+"""Base classes of the five component kinds that plugins provide.
+
+Every component class has a unique lowercase ``name``, a one-line docstring (its summary in
+``fmtlbench list``) and a pydantic ``Params`` model holding its hyper-parameters with defaults.
+This module imports neither torch nor numpy at module level: it is loaded by the CLI before any
+command runs, and ``fmtlbench --help`` has to stay fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fmtlbench.tasks import TaskSpec
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import numpy as np
+    import torch
+    from torch import nn
+
+
+class Params(BaseModel):
+    """Base of every component's hyper-parameters: unknown fields are an error, values frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Component:
+    """Common behaviour of all components: a name, a summary and validated parameters."""
+
+    kind: ClassVar[str] = "component"
+    name: ClassVar[str]
+    Params: ClassVar[type[Params]] = Params
+
+    def __init__(self, params: Params | None = None) -> None:
+        self.params = params if params is not None else self.Params()
+
+    @classmethod
+    def summary(cls) -> str:
+        """First line of the class docstring, shown by ``fmtlbench list``."""
+        doc = (cls.__doc__ or "").strip()
+        return doc.splitlines()[0] if doc else ""
+
+
+# --------------------------------------------------------------------------- datasets
+Split = Literal["train", "test"]
+
+
+class Dataset(Component):
+    """A dense-prediction dataset stored in its usual on-disk layout.
+
+    The engine locates the dataset folder (``folder`` under the configured data root, or a
+    synthetic twin generated once by ``synthesize`` into the cache) and constructs the dataset
+    on it. ``read`` returns raw numpy arrays; resizing, augmentation and tensor conversion are
+    the core's job (``fmtlbench.sample``), so every dataset is treated alike.
+
+    Raw sample contract of ``read`` (H x W of the stored image, invalid pixels = 255):
+    ``image`` uint8 HxWx3 RGB; ``semseg``/``parts`` uint8 HxW class ids; ``depth`` float32 HxW
+    metres; ``normals`` float32 HxWx3 unit vectors (x right, y up, z towards the camera);
+    ``edge``/``saliency`` float32 HxW in {0, 1}.
+    """
+
+    kind: ClassVar[str] = "dataset"
+    #: Folder name of this dataset under a data root (e.g. ``NYUDv2``).
+    folder: ClassVar[str]
+    #: Tasks this dataset labels.
+    tasks: ClassVar[dict[str, TaskSpec]]
+
+    def __init__(self, params: Params | None, root: Path, *, synthetic: bool) -> None:
+        super().__init__(params)
+        self.root = Path(root)
+        self.synthetic = synthetic
+
+    @classmethod
+    def synthesize(cls, out: Path, params: Params, seed: int = 0) -> None:
+        """Write a synthetic twin of this dataset, in its real layout, into folder ``out``."""
+        raise NotImplementedError(f"dataset {cls.name!r} has no synthetic twin")
+
+    def ids(self, split: Split) -> list[str]:
+        """Sample ids of the official split, in file order."""
+        raise NotImplementedError
+
+    def read(self, sample_id: str, tasks: Sequence[str]) -> dict[str, np.ndarray]:
+        """The image and the labels of ``tasks`` for one sample (see the class docstring)."""
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- partitioners
+class Partitioner(Component):
+    """Splits one dataset's training ids among clients.
+
+    ``split`` receives the ids of one dataset split and one share per client (relative sizes)
+    and returns one list of ids per client. Partitions must be disjoint and cover every id.
+    """
+
+    kind: ClassVar[str] = "partitioner"
+
+    def split(
+        self, ids: Sequence[str], shares: Sequence[float], seed: int, dataset: Dataset
+    ) -> list[list[str]]:
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- models
+class Backbone(Component):
+    """An image encoder returning a pyramid of feature maps (NCHW, finest first)."""
+
+    kind: ClassVar[str] = "backbone"
+
+    def build(self, resolution: tuple[int, int]) -> nn.Module:
+        """A module with attributes ``channels`` and ``reductions`` (lists, finest first) whose
+        ``forward(image)`` returns the list of feature maps."""
+        raise NotImplementedError
+
+
+class Decoder(Component):
+    """Turns encoder features into one prediction per task (the model's architecture)."""
+
+    kind: ClassVar[str] = "decoder"
+
+    def build(
+        self, channels: Sequence[int], reductions: Sequence[int], tasks: dict[str, TaskSpec]
+    ) -> nn.Module:
+        """A module whose ``forward(features, tasks)`` returns ``{task: logits}`` and whose
+        ``group_of(key)`` tags each of its state-dict keys ``"decoder"`` or ``"task"``."""
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- executors
+class Executor(Component):
+    """Runs the clients' local work of a round. Holds no algorithm logic."""
+
+    kind: ClassVar[str] = "executor"
+
+    def map(self, fn: Any, jobs: Sequence[Any]) -> Iterator[Any]:
+        """Apply ``fn`` to every job and yield the results in job order (so the engine can
+        report progress client by client)."""
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- algorithms
+#: Parameter groups every model entry is tagged with (see ``fmtlbench.model``).
+GROUPS = ("encoder", "encoder.stats", "decoder", "decoder.stats", "task")
+#: Which groups a ``share`` choice exchanges; "-E" variants use ``share="encoder"``.
+SHARED_GROUPS: dict[str, frozenset[str]] = {
+    "all": frozenset(GROUPS),
+    "encoder": frozenset({"encoder", "encoder.stats"}),
+    "none": frozenset(),
+}
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    """What the server knows of a client: its position, data and tasks."""
+
+    index: int
+    dataset: str
+    tasks: tuple[str, ...]
+    num_train: int
+
+
+@dataclass
+class Update:
+    """A client's exchanged entries after local training (CPU tensors) and its sample count."""
+
+    client: int
+    num_samples: int
+    state: dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One stage of a client's local schedule: epochs to run and groups kept frozen.
+
+    ``epochs=None`` means the configured local epochs of the client's dataset.
+    """
+
+    epochs: int | None = None
+    frozen: frozenset[str] = field(default_factory=frozenset)
+
+
+class AlgorithmParams(Params):
+    """Parameters every algorithm accepts."""
+
+    share: Literal["all", "encoder"] = Field(
+        "all", description="parameter groups exchanged: all, or the encoder only (-E variant)"
+    )
+    weighting: Literal["uniform", "samples"] = Field(
+        "uniform", description="client weights in averages: uniform (1/K) or by sample count"
+    )
+
+
+class Algorithm(Component):
+    """A federated algorithm: what clients exchange, how the server combines it.
+
+    Algorithms hold the server's state and the maths; they never touch files, tracking,
+    threads or devices. The engine calls, each round: ``context(k)`` for every client (sent
+    with its job), ``client_loss`` at every local step, ``local_phases`` for the schedule, and
+    ``aggregate`` with the clients' ``Update`` objects, returning per-client payloads
+    (state-dict fragments the engine loads into each client's model).
+    """
+
+    kind: ClassVar[str] = "algorithm"
+    Params: ClassVar[type[Params]] = AlgorithmParams
+
+    def setup(
+        self,
+        clients: Sequence[ClientInfo],
+        states: Sequence[dict[str, torch.Tensor]],
+        groups: Sequence[dict[str, str]],
+    ) -> None:
+        """Receive the initial client states and their group tags before round 0."""
+        self.clients = list(clients)
+        self.groups = list(groups)
+
+    def exchanged_keys(self, client: int) -> list[str]:
+        """State-dict keys client ``client`` sends up each round (default: the shared groups)."""
+        shared = SHARED_GROUPS[getattr(self.params, "share", "all")]
+        return [key for key, group in self.groups[client].items() if group in shared]
+
+    def context(self, client: int) -> Any:
+        """Data sent down with a client's job and handed to ``client_loss`` (default none)."""
+        return None
+
+    def client_loss(self, model: nn.Module, context: Any) -> torch.Tensor | None:
+        """An extra loss term added at every local step (FedProx, FedAMP, ...); default none."""
+        return None
+
+    def local_phases(self, client: int) -> list[Phase]:
+        """The local schedule of ``client``; default: all groups trainable for the set epochs."""
+        return [Phase()]
+
+    def weights(self, updates: Sequence[Update]) -> list[float]:
+        """Normalised aggregation weights of ``updates`` under the ``weighting`` parameter."""
+        mode = getattr(self.params, "weighting", "uniform")
+        raw = [float(u.num_samples) if mode == "samples" else 1.0 for u in updates]
+        total = sum(raw)
+        return [w / total for w in raw]
+
+    def aggregate(
+        self, round: int, updates: Sequence[Update]
+    ) -> dict[int, dict[str, torch.Tensor]]:
+        """Combine the round's updates into payloads, keyed by client index."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """Server state to checkpoint (default: nothing beyond the constructor's params)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+
+
+KINDS: dict[str, type[Component]] = {
+    cls.kind: cls for cls in (Dataset, Partitioner, Backbone, Decoder, Algorithm, Executor)
+}

@@ -1,0 +1,260 @@
+"""The run configuration: one validated pydantic model, loaded from files, profiles and flags.
+
+Precedence, lowest first: the model's defaults, the settings profile (``cpu`` or ``paper``, or a
+profile file), the user's config file (YAML or TOML), then command-line overrides. The resolved
+config is dumped with every run, so a run can be replayed with ``--config``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from fmtlbench.errors import ConfigError
+
+PROFILES = ("cpu", "paper")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ComponentChoice(_Strict):
+    """A component by registered name, with its parameters (validated by its ``Params``)."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Augmentation(BaseModel):
+    """Training-time augmentation: random scale, crop, flip and photometric jitter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    scale_min: float = Field(0.5, gt=0, description="smallest random scale factor")
+    scale_max: float = Field(2.0, gt=0, description="largest random scale factor")
+    flip: bool = Field(True, description="random horizontal flip (negates normals x)")
+    jitter: float = Field(
+        0.2, ge=0, le=1, description="brightness/contrast/saturation strength; 0 disables"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Augmentation:
+        if self.scale_min > self.scale_max:
+            raise ValueError(
+                f"scale_min ({self.scale_min}) must be <= scale_max ({self.scale_max})"
+            )
+        return self
+
+
+Resolution = tuple[int, int]
+
+
+class TrainingConfig(_Strict):
+    """Local training and evaluation settings; per-dataset values are keyed by dataset name,
+    with ``default`` for datasets not listed."""
+
+    rounds: int = Field(6, gt=0)
+    local_epochs: dict[str, int] = Field(default_factory=lambda: {"default": 1})
+    batch_size: int = Field(8, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup_rounds: int = Field(1, ge=0)
+    resolution: dict[str, Resolution] = Field(default_factory=lambda: {"default": (64, 80)})
+    eval_resolution: dict[str, Resolution] = Field(default_factory=lambda: {"default": (64, 80)})
+    eval_every: int = Field(1, gt=0)
+    eval_initial: bool = True
+    augmentation: Augmentation = Field(default_factory=Augmentation)
+
+    @field_validator("local_epochs")
+    @classmethod
+    def _epochs_positive(cls, value: dict[str, int]) -> dict[str, int]:
+        for key, epochs in value.items():
+            if epochs <= 0:
+                raise ValueError(f"local epochs of '{key}' must be > 0, got {epochs}")
+        return value
+
+    @field_validator("resolution", "eval_resolution")
+    @classmethod
+    def _sizes_positive(cls, value: dict[str, Resolution]) -> dict[str, Resolution]:
+        for key, (h, w) in value.items():
+            if h < 16 or w < 16:
+                raise ValueError(f"resolution of '{key}' must be at least 16x16, got {h}x{w}")
+        return value
+
+    @staticmethod
+    def per_dataset(table: dict[str, Any], dataset: str) -> Any:
+        if dataset in table:
+            return table[dataset]
+        if "default" in table:
+            return table["default"]
+        raise ConfigError(f"no setting for dataset '{dataset}' and no 'default' entry in {table}")
+
+
+class DataConfig(_Strict):
+    """Where datasets are read from and where derived files (synthetic twins, caches) go."""
+
+    root: Path | None = Field(
+        default_factory=lambda: _env_path("FMTLBENCH_DATA_ROOT"),
+        description="folder holding NYUDv2/, PASCALContext/ ...; unset = synthetic twins",
+    )
+    cache_dir: Path = Field(
+        default_factory=lambda: _env_path("FMTLBENCH_CACHE") or Path.home() / ".cache" / "fmtlbench"
+    )
+    datasets: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per-dataset plugin parameters"
+    )
+
+
+class TrackingConfig(_Strict):
+    """MLflow tracking: a local SQLite store by default, any tracking URI accepted."""
+
+    uri: str = Field(
+        default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    )
+    experiment: str = "fmtlbench"
+    run_name: str | None = None
+
+
+class RunConfig(_Strict):
+    """Everything that defines one federated run."""
+
+    profile: str = "cpu"
+    scenario: str = "iid1"
+    algorithm: ComponentChoice = Field(default_factory=lambda: ComponentChoice(name="fedavg"))
+    arch: ComponentChoice = Field(default_factory=lambda: ComponentChoice(name="md"))
+    backbone: ComponentChoice = Field(default_factory=lambda: ComponentChoice(name="resnet18"))
+    executor: ComponentChoice = Field(default_factory=lambda: ComponentChoice(name="serial"))
+    seed: int = Field(0, ge=0)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    reference: str | None = Field(None, description="MLflow run id of the delta-percent reference")
+    checkpoint_dir: Path = Field(Path(".fmtlbench/checkpoints"))
+
+    def dump(self) -> dict[str, Any]:
+        return json.loads(self.model_dump_json())
+
+    def flat(self) -> dict[str, str]:
+        """Dotted keys -> string values, for MLflow params."""
+        return flatten(self.dump())
+
+
+def _env_path(var: str) -> Path | None:
+    value = os.environ.get(var)
+    return Path(value).expanduser() if value else None
+
+
+# --------------------------------------------------------------------------- loading
+def read_mapping(path: Path) -> dict[str, Any]:
+    """A YAML, TOML or JSON file as a dict; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            data = yaml.safe_load(text) or {}
+    except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot parse {path}: {exc}".splitlines()[0]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping at its top level")
+    return data
+
+
+def load_profile(name: str) -> dict[str, Any]:
+    """A built-in profile by name, or a profile file by path."""
+    if name in PROFILES:
+        text = resources.files("fmtlbench.profiles").joinpath(f"{name}.yaml").read_text()
+        return yaml.safe_load(text) or {}
+    path = Path(name)
+    if path.suffix in {".yaml", ".yml", ".toml", ".json"}:
+        return read_mapping(path)
+    raise ConfigError(
+        f"unknown profile '{name}': use one of {', '.join(PROFILES)} or a profile file path"
+    )
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge: mappings merge key by key, anything else in ``over`` replaces."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_assignment(text: str) -> dict[str, Any]:
+    """``a.b.c=value`` -> ``{"a": {"b": {"c": value}}}`` with the value parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key.path=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    tree: dict[str, Any] = {}
+    node = tree
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return tree
+
+
+def build_config(
+    file: Path | None = None, overrides: list[dict[str, Any]] | None = None
+) -> RunConfig:
+    """Resolve profile, file and overrides into a validated ``RunConfig``."""
+    user: dict[str, Any] = read_mapping(file) if file else {}
+    for over in overrides or []:
+        user = merge(user, over)
+    profile = user.get("profile", RunConfig.model_fields["profile"].default)
+    # component defaults first, so that ``--set algorithm.params.x=1`` keeps the default name
+    base = {
+        name: info.default_factory().model_dump()
+        for name, info in RunConfig.model_fields.items()
+        if info.annotation is ComponentChoice
+    }
+    data = merge(merge(base, load_profile(str(profile))), user)
+    data["profile"] = profile
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {describe_validation_error(exc)}") from None
+
+
+def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """One readable line per problem, each naming the dotted field."""
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
+        got = err.get("input")
+        shown = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
+        lines.append(f"{field or 'value'}: {err['msg']}{shown}")
+    return "; ".join(lines)
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = json.dumps(value) if not isinstance(value, str) else value
+    return out

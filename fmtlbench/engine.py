@@ -1,0 +1,200 @@
+"""The round loop: local training through the executor, aggregation, evaluation, tracking,
+checkpointing. Algorithms own the maths; the engine owns everything else."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from fmtlbench.components import Phase, Update
+from fmtlbench.config import RunConfig
+from fmtlbench.delta import delta_percent
+from fmtlbench.evaluation import evaluate, summarise
+from fmtlbench.federation import Federation, State, derive_seed
+from fmtlbench.maths import nbytes
+from fmtlbench.schedule import round_lr
+from fmtlbench.training import train_local
+
+Summary = dict[str, dict[str, dict[str, tuple[float, float]]]]
+
+
+class Reporter(Protocol):
+    """What the engine tells the person watching (the CLI draws it; tests ignore it)."""
+
+    def message(self, text: str) -> None: ...
+    def round_started(self, round: int, rounds: int, clients: int) -> None: ...
+    def client_done(self, client: int, losses: Mapping[str, float]) -> None: ...
+    def round_finished(self, round: int, metrics: Mapping[str, float]) -> None: ...
+
+
+class NullReporter:
+    def message(self, text: str) -> None:
+        pass
+
+    def round_started(self, round: int, rounds: int, clients: int) -> None:
+        pass
+
+    def client_done(self, client: int, losses: Mapping[str, float]) -> None:
+        pass
+
+    def round_finished(self, round: int, metrics: Mapping[str, float]) -> None:
+        pass
+
+
+@dataclass
+class ClientJob:
+    """The unit of work an executor runs: one client's local training in one round."""
+
+    client: int
+    round: int
+    lr: float
+    phases: list[Phase]
+    context: Any
+
+
+@dataclass
+class ClientResult:
+    client: int
+    state: State
+    update: Update
+    losses: dict[str, float]
+
+
+@dataclass
+class Evaluation:
+    """One evaluation round: per-client metrics and their summary, for G-FL and P-FL."""
+
+    round: int
+    per_client: dict[str, list[dict[str, dict[str, float]]]]
+    summary: dict[str, Summary]
+    delta: dict[str, float] = field(default_factory=dict)
+
+
+class Engine:
+    """Runs the federated rounds of a ``Federation``."""
+
+    def __init__(
+        self,
+        fed: Federation,
+        reporter: Reporter | None = None,
+        reference: Mapping[str, float] | None = None,
+    ) -> None:
+        self.fed = fed
+        self.config: RunConfig = fed.config
+        self.reporter = reporter or NullReporter()
+        self.reference = dict(reference or {})
+
+    # ------------------------------------------------------------------ clients
+    def train_client(self, job: ClientJob) -> ClientResult:
+        fed, k = self.fed, job.client
+        client = fed.clients[k]
+        seed = derive_seed(self.config.seed, job.round, k)
+        torch.manual_seed(seed)
+        client.train.generator.manual_seed(seed)
+        model = fed.load(k)
+        losses = train_local(
+            model,
+            client.train,
+            client.specs,
+            job.phases,
+            client.epochs,
+            job.lr,
+            self.config.training.weight_decay,
+            fed.algorithm.client_loss,
+            job.context,
+        )
+        state = {key: v.detach().clone() for key, v in model.state_dict().items()}
+        sent = {key: state[key] for key in fed.algorithm.exchanged_keys(k)}
+        return ClientResult(k, state, Update(k, len(client.train.dataset), sent), losses)
+
+    # ------------------------------------------------------------------ rounds
+    def run_round(self, r: int) -> dict[str, float]:
+        """Train, aggregate and (maybe) evaluate round ``r``; returns the metrics to log."""
+        fed, cfg = self.fed, self.config.training
+        lr = round_lr(cfg.lr, r, cfg.rounds, cfg.warmup_rounds)
+        self.reporter.round_started(r, cfg.rounds, len(fed.clients))
+        jobs = [
+            ClientJob(k, r, lr, fed.algorithm.local_phases(k), fed.algorithm.context(k))
+            for k in range(len(fed.clients))
+        ]
+        t0 = time.perf_counter()
+        updates, metrics = [], {"lr": lr}
+        for result in fed.executor.map(self.train_client, jobs):
+            fed.states[result.client] = result.state
+            updates.append(result.update)
+            for key, value in result.losses.items():
+                metrics[f"client{result.client}/train/{key}"] = value
+            self.reporter.client_done(result.client, result.losses)
+        t1 = time.perf_counter()
+        payloads = fed.algorithm.aggregate(r, updates)
+        for k, payload in payloads.items():
+            fed.states[k] = {**fed.states[k], **payload}
+        t2 = time.perf_counter()
+        up = sum(nbytes(u.state) for u in updates)
+        down = sum(nbytes(p) for p in payloads.values())
+        metrics.update({"comm/up_bytes": up, "comm/down_bytes": down})
+        totals = [v for key, v in metrics.items() if key.endswith("/train/total")]
+        metrics["train/loss"] = sum(totals) / max(len(totals), 1)
+        if r % cfg.eval_every == 0 or r == cfg.rounds:
+            metrics.update(self.evaluation_metrics(self.evaluate(r)))
+        t3 = time.perf_counter()
+        metrics.update({"time/train": t1 - t0, "time/aggregate": t2 - t1, "time/eval": t3 - t2})
+        self.reporter.round_finished(r, metrics)
+        return metrics
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, r: int) -> Evaluation:
+        """G-FL (official test split) and P-FL (local test set) metrics of every client."""
+        fed = self.fed
+        per_client: dict[str, list] = {"G": [], "P": []}
+        for k, client in enumerate(fed.clients):
+            model = fed.load(k)
+            per_client["G"].append(
+                evaluate(model, fed.global_tests[client.dataset.name], client.specs)
+            )
+            per_client["P"].append(evaluate(model, client.test, client.specs))
+        summary = {
+            kind: summarise([(c.dataset.name, m) for c, m in zip(fed.clients, rows, strict=True)])
+            for kind, rows in per_client.items()
+        }
+        result = Evaluation(r, per_client, summary)
+        if self.reference:
+            for kind in ("G", "P"):
+                result.delta[kind] = self.delta(kind, summary[kind])
+        self.last = result
+        return result
+
+    def delta(self, kind: str, summary: Summary) -> float:
+        """Delta-percent of the primary metric of every (dataset, task) against the reference
+        run's final value of the same metric (``kind`` is "G" or "P")."""
+        values, refs, lower = {}, {}, {}
+        for ds, tasks in summary.items():
+            for task, metrics in tasks.items():
+                spec = self.fed.datasets[ds].tasks[task]
+                metric, low = spec.primary
+                key = f"{kind}/{ds}/{task}/{metric}"
+                values[key], lower[key] = metrics[metric][0], low
+                refs[key] = self.reference.get(key, float("nan"))
+        return delta_percent(values, refs, lower)
+
+    @staticmethod
+    def evaluation_metrics(ev: Evaluation) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for kind, summary in ev.summary.items():
+            for ds, tasks in summary.items():
+                for task, metrics in tasks.items():
+                    for metric, (mean, std) in metrics.items():
+                        out[f"{kind}/{ds}/{task}/{metric}"] = mean
+                        out[f"{kind}/{ds}/{task}/{metric}_std"] = std
+        for kind, rows in ev.per_client.items():
+            for k, tasks in enumerate(rows):
+                for task, metrics in tasks.items():
+                    for metric, value in metrics.items():
+                        out[f"client{k}/{kind}/{task}/{metric}"] = value
+        for kind, value in ev.delta.items():
+            out[f"delta/{kind}"] = value
+        return out

@@ -1,0 +1,192 @@
+"""Everything a run needs before round 1: components, datasets, manifest, clients and models.
+
+Client state lives here as CPU state dicts, separate from the few working models (one per
+model structure) into which a client's state is loaded for its turn; memory thus grows with
+the number of clients only by their parameters, never by live modules or optimisers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fmtlbench.components import Algorithm, ClientInfo, Dataset, Executor
+from fmtlbench.config import RunConfig, TrainingConfig
+from fmtlbench.data import component_params, open_dataset
+from fmtlbench.errors import ConfigError
+from fmtlbench.model import MultiTaskModel, build_model
+from fmtlbench.partition import Manifest, materialise
+from fmtlbench.registry import Registry
+from fmtlbench.sample import SampleSet
+from fmtlbench.scenario import ScenarioSpec, load_scenario_file
+from fmtlbench.tasks import TaskSpec
+
+State = dict[str, torch.Tensor]
+
+
+def derive_seed(*parts: object) -> int:
+    """A 63-bit seed from any parts, stable across processes and Python versions."""
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def resolve_scenario(name: str, registry: Registry) -> ScenarioSpec:
+    """A registered scenario by name, or a scenario file by path."""
+    path = Path(name)
+    if path.suffix in {".yaml", ".yml", ".toml", ".json"}:
+        return load_scenario_file(path)
+    return registry.get("scenario", name)
+
+
+@dataclass
+class Client:
+    """One client: its data, tasks and the structure key of its model."""
+
+    index: int
+    dataset: Dataset
+    specs: dict[str, TaskSpec]
+    train: torch.utils.data.DataLoader
+    test: torch.utils.data.DataLoader
+    structure: tuple[str, tuple[str, ...]]
+    epochs: int
+
+    @property
+    def info(self) -> ClientInfo:
+        return ClientInfo(self.index, self.dataset.name, tuple(self.specs), len(self.train.dataset))
+
+
+@dataclass
+class Federation:
+    """The resolved run: components, clients, working models and client states."""
+
+    config: RunConfig
+    scenario: ScenarioSpec
+    algorithm: Algorithm
+    executor: Executor
+    datasets: dict[str, Dataset]
+    manifest: Manifest
+    clients: list[Client]
+    global_tests: dict[str, torch.utils.data.DataLoader]
+    models: dict[tuple[str, tuple[str, ...]], MultiTaskModel]
+    states: list[State] = field(default_factory=list)
+
+    @property
+    def synthetic(self) -> bool:
+        return any(d.synthetic for d in self.datasets.values())
+
+    def model_of(self, k: int) -> MultiTaskModel:
+        return self.models[self.clients[k].structure]
+
+    def load(self, k: int) -> MultiTaskModel:
+        """The working model of client ``k`` holding that client's state."""
+        model = self.model_of(k)
+        model.load_state_dict(self.states[k])
+        return model
+
+
+def _loader(
+    dataset: Dataset,
+    ids: list[str],
+    tasks: list[str],
+    training: TrainingConfig,
+    train: bool,
+) -> torch.utils.data.DataLoader:
+    table = training.resolution if train else training.eval_resolution
+    resolution = tuple(TrainingConfig.per_dataset(table, dataset.name))
+    augmentation = training.augmentation if train else None
+    samples = SampleSet(dataset, ids, tasks, resolution, augmentation, cache=dataset.synthetic)
+    size = training.batch_size
+    return torch.utils.data.DataLoader(
+        samples,
+        batch_size=size,
+        shuffle=train,
+        drop_last=train and len(ids) % size == 1 and len(ids) > 1,
+        generator=torch.Generator() if train else None,
+    )
+
+
+#: RunConfig field -> component kind it names.
+CHOICES = {
+    "algorithm": "algorithm",
+    "arch": "decoder",
+    "backbone": "backbone",
+    "executor": "executor",
+}
+
+
+def resolve_components(config: RunConfig, registry: Registry) -> dict[str, Any]:
+    """Instantiate the components ``config`` names, validating their parameters, and resolve
+    the scenario: every naming or parameter error surfaces here, before any work starts."""
+    chosen: dict[str, Any] = {}
+    for field_name, kind in CHOICES.items():
+        choice = getattr(config, field_name)
+        cls = registry.get(kind, choice.name)
+        chosen[field_name] = cls(component_params(cls, choice.params, f"{field_name}.params"))
+    chosen["scenario"] = resolve_scenario(config.scenario, registry)
+    return chosen
+
+
+def build_federation(config: RunConfig, registry: Registry) -> Federation:
+    """Resolve every component named in ``config`` and materialise the scenario."""
+    choose = resolve_components(config, registry)
+    scenario = choose["scenario"]
+    datasets = {
+        name: open_dataset(registry.get("dataset", name), config.data)
+        for name in dict.fromkeys(g.dataset for g in scenario.groups)
+    }
+    part_cls = registry.get("partitioner", scenario.partitioner)
+    partitioner = part_cls(
+        component_params(part_cls, scenario.partitioner_params, "scenario.partitioner_params")
+    )
+    manifest = materialise(scenario, datasets, partitioner, config.seed)
+
+    training = config.training
+    clients, models, initial = [], {}, {}
+    for cm in manifest.clients:
+        ds = datasets[cm.dataset]
+        specs = {t: ds.tasks[t] for t in cm.tasks}
+        key = (cm.dataset, tuple(cm.tasks))
+        if key not in models:
+            torch.manual_seed(config.seed)  # every structure starts from the same encoder
+            resolution = tuple(TrainingConfig.per_dataset(training.resolution, ds.name))
+            models[key] = build_model(choose["backbone"], choose["arch"], specs, resolution)
+            initial[key] = {k: v.detach().clone() for k, v in models[key].state_dict().items()}
+        clients.append(
+            Client(
+                index=cm.index,
+                dataset=ds,
+                specs=specs,
+                train=_loader(ds, cm.train, cm.tasks, training, train=True),
+                test=_loader(ds, cm.test, cm.tasks, training, train=False),
+                structure=key,
+                epochs=int(TrainingConfig.per_dataset(training.local_epochs, ds.name)),
+            )
+        )
+    global_tests = {}
+    for name, ds in datasets.items():
+        tasks = list(dict.fromkeys(t for c in clients if c.dataset is ds for t in c.specs))
+        global_tests[name] = _loader(ds, ds.ids("test"), tasks, training, train=False)
+    if not clients:
+        raise ConfigError(f"scenario '{scenario.name}' has no clients")
+    fed = Federation(
+        config=config,
+        scenario=scenario,
+        algorithm=choose["algorithm"],
+        executor=choose["executor"],
+        datasets=datasets,
+        manifest=manifest,
+        clients=clients,
+        global_tests=global_tests,
+        models=models,
+        states=[dict(initial[c.structure]) for c in clients],
+    )
+    fed.algorithm.setup(
+        [c.info for c in clients],
+        fed.states,
+        [models[c.structure].groups() for c in clients],
+    )
+    return fed

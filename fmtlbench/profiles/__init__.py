@@ -1,0 +1,1 @@
+"""Named settings profiles (YAML): partial run configs applied beneath the user's settings."""

@@ -1,0 +1,156 @@
+"""One federated run from config to finished MLflow run, with checkpoints and honest status.
+
+The MLflow run's status says what happened: FINISHED, FAILED (with the error as a tag) or
+KILLED (interrupted; the checkpoint of the last completed round stays for ``--resume``).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fmtlbench import __version__, checkpoint
+from fmtlbench.config import RunConfig
+from fmtlbench.engine import Engine, Evaluation, NullReporter, Reporter
+from fmtlbench.errors import ConfigError
+from fmtlbench.federation import Federation, build_federation
+from fmtlbench.registry import Registry, load_registry
+from fmtlbench.tracking import Tracker
+
+
+@dataclass
+class RunOutcome:
+    """What a finished run returns to its caller (the CLI prints it, tests inspect it)."""
+
+    run_id: str
+    federation: Federation
+    initial: Evaluation | None
+    final: Evaluation
+    history: dict[int, dict[str, float]]
+
+
+def _git_sha() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def run_tags(fed: Federation, registry: Registry) -> dict[str, str]:
+    cfg = fed.config
+    tags = {
+        "scenario": fed.scenario.name,
+        "algorithm": cfg.algorithm.name,
+        "share": str(getattr(fed.algorithm.params, "share", "")),
+        "arch": cfg.arch.name,
+        "backbone": cfg.backbone.name,
+        "data": "synthetic" if fed.synthetic else "real",
+        "seed": str(cfg.seed),
+        "profile": cfg.profile,
+        "partition_hash": fed.manifest.digest(),
+        "fmtlbench.version": __version__,
+        "torch.version": version("torch"),
+        "python.version": platform.python_version(),
+        "git_sha": _git_sha(),
+        "plugins": json.dumps(sorted({f"{p.distribution}=={p.version}" for p in registry.plugins})),
+    }
+    digests = {m.encoder.__dict__.get("weights_sha256") for m in fed.models.values()}
+    digests.discard(None)
+    if digests:
+        tags["backbone_weights_sha256"] = ",".join(sorted(digests))
+    return tags
+
+
+def execute(
+    config: RunConfig,
+    reporter: Reporter | None = None,
+    registry: Registry | None = None,
+    resume: str | None = None,
+) -> RunOutcome:
+    """Run (or resume) one federated run end to end."""
+    reporter = reporter or NullReporter()
+    registry = registry or load_registry()
+    state: dict[str, Any] | None = None
+    if resume:
+        state = checkpoint.load(checkpoint.checkpoint_path(config.checkpoint_dir, resume))
+        config = RunConfig.model_validate(state["config"])
+    fed = build_federation(config, registry)
+    tracker = Tracker(config.tracking.uri, config.tracking.experiment)
+    reference = None
+    if config.reference:
+        try:
+            reference = tracker.final_metrics(config.reference)
+        except Exception as exc:
+            raise ConfigError(f"reference run '{config.reference}' not found: {exc}") from None
+    engine = Engine(fed, reporter, reference)
+    rounds = config.training.rounds
+    start, history, initial = 1, {}, None
+    if state is not None:
+        if state["partition_hash"] != fed.manifest.digest():
+            raise ConfigError(f"checkpoint of run {resume} does not match its partition")
+        fed.states = state["states"]
+        fed.algorithm.load_state_dict(state["algorithm"])
+        start, history, initial = state["round"] + 1, state["history"], state["initial"]
+        tracker.resume(resume)
+        run_id = resume
+        reporter.message(f"resuming run {run_id} at round {start}/{rounds}")
+    else:
+        run_id = tracker.start(config.tracking.run_name, run_tags(fed, registry))
+        tracker.log_params(config.flat())
+        tracker.log_text(yaml.safe_dump(config.dump(), sort_keys=False), "config.yaml")
+        tracker.log_text(fed.manifest.model_dump_json(indent=2), "manifest.json")
+    ckpt = checkpoint.checkpoint_path(config.checkpoint_dir, run_id)
+    current = start
+    try:
+        if initial is None and config.training.eval_initial:
+            initial = engine.evaluate(0)
+            tracker.log_metrics(engine.evaluation_metrics(initial), step=0)
+            history[0] = engine.evaluation_metrics(initial)
+        for current in range(start, rounds + 1):
+            metrics = engine.run_round(current)
+            tracker.log_metrics(metrics, step=current)
+            history[current] = metrics
+            checkpoint.save(
+                ckpt,
+                {
+                    "config": config.dump(),
+                    "round": current,
+                    "states": fed.states,
+                    "algorithm": fed.algorithm.state_dict(),
+                    "partition_hash": fed.manifest.digest(),
+                    "history": history,
+                    "initial": initial,
+                },
+            )
+        final = engine.last
+        tracker.log_json(
+            {"round": final.round, "clients": final.per_client, "delta": final.delta},
+            "metrics/clients.json",
+        )
+        tracker.log_json(final.summary, "metrics/summary.json")
+    except KeyboardInterrupt:
+        tracker.finish(
+            "KILLED",
+            f"interrupted during round {current}; resume with: fmtlbench run --resume {run_id}",
+        )
+        raise
+    except BaseException as exc:
+        tracker.finish("FAILED", f"{type(exc).__name__}: {exc}")
+        raise
+    tracker.finish("FINISHED")
+    checkpoint.remove(ckpt)
+    return RunOutcome(run_id, fed, initial, final, history)

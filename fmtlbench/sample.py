@@ -1,0 +1,178 @@
+"""From a dataset's raw numpy samples to the tensors models train and evaluate on.
+
+Datasets only decode files (``Dataset.read``); everything after that happens here, once, so
+every dataset is resized, augmented and normalised alike. Output of ``SampleSet[i]``:
+
+- ``image``: float32 3xHxW, ImageNet-normalised (padding is 0, i.e. the mean colour);
+- ``semseg``/``parts``: int64 HxW class ids; ``depth``/``edge``/``saliency``: float32 1xHxW;
+  ``normals``: float32 3xHxW unit vectors;
+- 255 (``IGNORE``) marks pixels without supervision in every label, padding included.
+
+Augmentation (SPEC section 4) draws all its randomness from torch's global generator, which
+the engine seeds per client and round, so runs are reproducible without a generator argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from fmtlbench.components import Dataset
+from fmtlbench.config import Augmentation
+from fmtlbench.errors import ConfigError, DataError
+from fmtlbench.tasks import IGNORE
+
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+#: Tasks whose labels are class ids (returned as int64 HxW); the rest are float maps.
+CLASS_TASKS = frozenset({"semseg", "parts"})
+#: Rec. 601 luma weights: the grey level used by the contrast and saturation jitter.
+LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+
+
+def _resize_image(image: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear with antialiasing, so downscaling averages instead of aliasing."""
+    if tuple(image.shape[-2:]) == size:
+        return image
+    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def _resize_label(label: Tensor, size: tuple[int, int]) -> Tensor:
+    """Nearest neighbour (pixel-centre aligned): labels keep their value set, 255 included."""
+    if tuple(label.shape[-2:]) == size:
+        return label
+    return F.interpolate(label, size=size, mode="nearest-exact")
+
+
+def _jitter(image: Tensor, strength: float) -> Tensor:
+    """Random brightness, contrast and saturation, each a factor in [1 - s, 1 + s]."""
+    brightness, contrast, saturation = (1 + strength * (2 * torch.rand(3) - 1)).tolist()
+    image = (image * brightness).clamp(0, 1)
+    mean = (image * LUMA).sum(dim=1, keepdim=True).mean()
+    image = ((image - mean) * contrast + mean).clamp(0, 1)
+    grey = (image * LUMA).sum(dim=1, keepdim=True)
+    return ((image - grey) * saturation + grey).clamp(0, 1)
+
+
+def _flip(labels: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Mirror left-right; a mirrored surface's normal has its x component negated."""
+    out = {task: label.flip(-1) for task, label in labels.items()}
+    if "normals" in out:
+        normals = out["normals"].clone()
+        x = normals[:, 0]
+        normals[:, 0] = torch.where(x == IGNORE, x, -x)
+        out["normals"] = normals
+    return out
+
+
+def _window(have: int, want: int) -> tuple[int, int, int]:
+    """(source start, target start, length) of a random crop (have >= want) or placement."""
+    if have >= want:
+        return int(torch.randint(0, have - want + 1, (1,))), 0, want
+    return 0, int(torch.randint(0, want - have + 1, (1,))), have
+
+
+def _crop_or_pad(tensor: Tensor, size: tuple[int, int], windows: Sequence, fill: float) -> Tensor:
+    (sy, ty, h), (sx, tx, w) = windows
+    out = tensor.new_full((*tensor.shape[:2], *size), fill)
+    out[..., ty : ty + h, tx : tx + w] = tensor[..., sy : sy + h, sx : sx + w]
+    return out
+
+
+class SampleSet(torch.utils.data.Dataset):
+    """The samples ``ids`` of ``dataset`` for ``tasks`` as tensors of size ``resolution``.
+
+    Without augmentation the stored sample is resized to ``resolution``. With it, the sample
+    is resized to ``resolution`` times a random scale, jittered, maybe flipped, and a window of
+    ``resolution`` is cropped out of it (padded with ignore values where it is smaller).
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        ids: Sequence[str],
+        tasks: Sequence[str],
+        resolution: tuple[int, int],
+        augmentation: Augmentation | None = None,
+        cache: bool = False,
+    ) -> None:
+        unknown = [task for task in tasks if task not in dataset.tasks]
+        if unknown:
+            raise ConfigError(
+                f"dataset {dataset.name!r} has no task {unknown[0]!r}; "
+                f"its tasks: {', '.join(dataset.tasks)}"
+            )
+        if len(resolution) != 2 or any(int(v) != v or v <= 0 for v in resolution):
+            raise ConfigError(f"resolution must be two positive integers (H, W), got {resolution}")
+        self.dataset = dataset
+        self.ids = list(ids)
+        self.tasks = list(tasks)
+        self.resolution = (int(resolution[0]), int(resolution[1]))
+        self.augmentation = augmentation if augmentation and augmentation.enabled else None
+        self._cache: dict[str, dict[str, np.ndarray]] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def raw(self, index: int) -> dict[str, np.ndarray]:
+        """The decoded sample, from memory when caching (small sets are re-read every epoch)."""
+        sample_id = self.ids[index]
+        if self._cache is not None and sample_id in self._cache:
+            return self._cache[sample_id]
+        sample = self.dataset.read(sample_id, self.tasks)
+        if self._cache is not None:
+            self._cache[sample_id] = sample
+        return sample
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        image, labels = self._tensors(index)
+        aug = self.augmentation
+        if aug is None:
+            image = _resize_image(image, self.resolution)
+            labels = {t: _resize_label(v, self.resolution) for t, v in labels.items()}
+            return self._finish((image - IMAGENET_MEAN) / IMAGENET_STD, labels)
+        scale = aug.scale_min + (aug.scale_max - aug.scale_min) * float(torch.rand(()))
+        size = (
+            max(1, round(self.resolution[0] * scale)),
+            max(1, round(self.resolution[1] * scale)),
+        )
+        image = _resize_image(image, size)
+        labels = {t: _resize_label(v, size) for t, v in labels.items()}
+        if aug.jitter > 0:
+            image = _jitter(image, aug.jitter)
+        if aug.flip and float(torch.rand(())) < 0.5:
+            image, labels = image.flip(-1), _flip(labels)
+        image = (image - IMAGENET_MEAN) / IMAGENET_STD
+        windows = [_window(have, want) for have, want in zip(size, self.resolution, strict=True)]
+        image = _crop_or_pad(image, self.resolution, windows, 0.0)
+        labels = {t: _crop_or_pad(v, self.resolution, windows, IGNORE) for t, v in labels.items()}
+        return self._finish(image, labels)
+
+    def _tensors(self, index: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """Image 1x3xHxW in [0, 1] and float32 1xCxHxW labels, checked against the image."""
+        raw = self.raw(index)
+        # torch.tensor copies: outputs never alias the (possibly cached, read-only) raw arrays.
+        image = torch.tensor(raw["image"]).permute(2, 0, 1).unsqueeze(0).float() / 255
+        labels: dict[str, Tensor] = {}
+        for task in self.tasks:
+            label = torch.tensor(np.asarray(raw[task], dtype=np.float32))
+            label = label.permute(2, 0, 1) if label.ndim == 3 else label.unsqueeze(0)
+            if label.shape[-2:] != image.shape[-2:]:
+                raise DataError(
+                    f"{self.dataset.name} sample {self.ids[index]!r}: {task} label is "
+                    f"{tuple(label.shape[-2:])} but the image is {tuple(image.shape[-2:])}"
+                )
+            labels[task] = label.unsqueeze(0)
+        return image, labels
+
+    @staticmethod
+    def _finish(image: Tensor, labels: dict[str, Tensor]) -> dict[str, Tensor]:
+        out: dict[str, Any] = {"image": image[0].contiguous()}
+        for task, label in labels.items():
+            out[task] = label[0, 0].round().long() if task in CLASS_TASKS else label[0].contiguous()
+        return out

@@ -1,0 +1,1 @@
+"""The built-in fmtlbench components, registered through the `fmtlbench` entry-point group."""

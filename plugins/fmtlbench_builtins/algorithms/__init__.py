@@ -1,0 +1,1 @@
+"""Built-in federated algorithms, one module each."""

@@ -1,0 +1,265 @@
+"""Backbones taken from timm as feature extractors (``features_only``).
+
+All of them share one way of getting their initial weights, because a benchmark run must be
+reproducible and must never reach the network: random (``scratch``), timm's pretrained weights
+from the local Hugging Face cache (``timm``, fully offline), or a local weight file whose
+SHA-256 is recorded so the run log says exactly which weights it started from. Each concrete
+backbone is a small subclass naming its timm model; anything model-specific (extra creation
+arguments, the classifier's key prefix) is a class attribute or an overridable method.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar
+
+import timm
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+from fmtlbench import hookimpl
+from fmtlbench.components import Backbone, Params
+from fmtlbench.errors import ConfigError
+
+#: How many offending keys an error message lists before summarising the rest.
+SHOWN_KEYS = 5
+#: Weight files from the hub, in the order timm itself tries them.
+HUB_FILENAMES = ("model.safetensors", "pytorch_model.bin")
+
+
+class TimmParams(Params):
+    """Parameters shared by every timm backbone."""
+
+    weights: str = Field(
+        "scratch",
+        min_length=1,
+        description="initial weights: 'scratch' (random), 'timm' (timm's pretrained weights "
+        "from the local Hugging Face cache, offline) or the path of a .pth/.pt/.safetensors "
+        "state dict of the timm model",
+    )
+
+
+class FeaturePyramid(nn.Module):
+    """A timm feature extractor with the attributes decoders and run logs rely on.
+
+    ``channels`` and ``reductions`` (finest first) tell the decoder what it receives;
+    ``weights_sha256`` is the SHA-256 of the weight file the encoder started from (``None`` for
+    random initialisation) so a run can log it.
+    """
+
+    def __init__(self, body: nn.Module, weights_sha256: str | None) -> None:
+        super().__init__()
+        self.body = body
+        self.channels: list[int] = list(body.feature_info.channels())
+        self.reductions: list[int] = list(body.feature_info.reduction())
+        self.weights_sha256 = weights_sha256
+
+    def forward(self, image: Tensor) -> list[Tensor]:
+        return list(self.body(image))
+
+
+class TimmBackbone(Backbone):
+    """Shared machinery of the timm backbones (not registered itself)."""
+
+    Params: ClassVar[type[Params]] = TimmParams
+    #: Name of the model in timm's registry.
+    timm_name: ClassVar[str]
+    #: Key prefix of the classifier, present in full-model checkpoints but not in the extractor.
+    classifier_prefix: ClassVar[str] = "fc."
+
+    def create_kwargs(self, resolution: tuple[int, int]) -> dict[str, Any]:
+        """Extra ``timm.create_model`` arguments (e.g. ``img_size`` for transformers)."""
+        return {}
+
+    def build(self, resolution: tuple[int, int]) -> FeaturePyramid:
+        _check_resolution(resolution)
+        weights = self.params.weights
+        if weights == "scratch":
+            return FeaturePyramid(self._create(resolution, pretrained=False), None)
+        if weights == "timm":
+            return self._build_from_cache(resolution)
+        path = Path(weights).expanduser()
+        state = read_state_dict(path)
+        body = self._create(resolution, pretrained=False)
+        self._load_strict(body, state, path)
+        return FeaturePyramid(body, file_sha256(path))
+
+    def _create(self, resolution: tuple[int, int], pretrained: bool) -> nn.Module:
+        return timm.create_model(
+            self.timm_name,
+            features_only=True,
+            pretrained=pretrained,
+            **self.create_kwargs(resolution),
+        )
+
+    def _build_from_cache(self, resolution: tuple[int, int]) -> FeaturePyramid:
+        """timm's pretrained weights, read from the local cache with the network switched off.
+
+        The cached file is located first, so a missing file gives the user a clear way out
+        instead of a hub error, and its hash is logged like a user-supplied file's.
+        """
+        try:
+            from huggingface_hub import constants
+        except ImportError as exc:  # timm would fall back to downloading from a URL
+            raise ConfigError(
+                "backbone weights 'timm' need the huggingface_hub package to read the local "
+                "cache offline; install it or pass a weight file path as weights=<file>"
+            ) from exc
+        cached = self._cached_hub_file()
+        if cached is None:
+            raise ConfigError(self._not_cached_message(constants.HF_HUB_CACHE))
+        try:
+            with offline_hub():
+                body = self._create(resolution, pretrained=True)
+        except Exception as exc:
+            raise ConfigError(
+                f"backbone weights 'timm': timm could not load its cached weights for "
+                f"{self.timm_name!r} from {cached} offline ({type(exc).__name__}: "
+                f"{str(exc)[:200]}); delete the file to fetch it again with internet access, or "
+                "pass the path of a weight file as weights=<file>"
+            ) from exc
+        return FeaturePyramid(body, file_sha256(cached))
+
+    def _cached_hub_file(self) -> Path | None:
+        """The file timm would load for the default pretrained tag, if it is in the cache."""
+        from huggingface_hub import try_to_load_from_cache
+
+        cfg = timm.models.get_pretrained_cfg(self.timm_name)
+        if cfg is None or not cfg.hf_hub_id:
+            return None
+        repo, _, revision = cfg.hf_hub_id.partition("@")
+        names = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else HUB_FILENAMES
+        for name in names:
+            found = try_to_load_from_cache(repo, name, revision=revision or None)
+            if isinstance(found, str):
+                return Path(found)
+        return None
+
+    def _not_cached_message(self, cache: str) -> str:
+        return (
+            f"backbone weights 'timm': timm's pretrained weights for {self.timm_name!r} are not "
+            f"in the local Hugging Face cache ({cache}) and fmtlbench never downloads during a "
+            'run. Either run once with internet access: python -c "import timm; '
+            f"timm.create_model('{self.timm_name}', pretrained=True)\", or pass the path of a "
+            "weight file (.pth/.pt/.safetensors) as weights=<file>"
+        )
+
+    def _load_strict(self, body: nn.Module, state: Mapping[str, Tensor], path: Path) -> None:
+        """Load ``state`` into ``body``; every weight must match in name and shape.
+
+        A full classifier checkpoint is accepted by dropping its classifier entries. Missing
+        ``num_batches_tracked`` counters are tolerated: they are step counters, not weights,
+        and checkpoints converted from other libraries often lack them.
+        """
+        state = {k: v for k, v in state.items() if not k.startswith(self.classifier_prefix)}
+        expected = body.state_dict()
+        missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+        unexpected = [k for k in state if k not in expected]
+        wrong = [
+            f"{k} {tuple(v.shape)} (model {tuple(expected[k].shape)})"
+            for k, v in state.items()
+            if k in expected and v.shape != expected[k].shape
+        ]
+        problems = [
+            f"{label}: {_few(keys)}"
+            for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape", wrong))
+            if keys
+        ]
+        if problems:
+            raise ConfigError(
+                f"backbone weights file {path} does not fit timm's {self.timm_name!r} "
+                f"({'; '.join(problems)})"
+            )
+        body.load_state_dict(state, strict=False)
+
+
+class ResNet18(TimmBackbone):
+    """ResNet-18 from timm (11.18 M parameters, five feature scales, strides 2 to 32)."""
+
+    name = "resnet18"
+    timm_name = "resnet18"
+
+
+def read_state_dict(path: Path) -> dict[str, Tensor]:
+    """The tensors of a weight file, read without executing code from it."""
+    if not path.is_file():
+        raise ConfigError(f"backbone weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError as exc:
+            raise ConfigError(
+                f"backbone weights file {path}: reading .safetensors needs the safetensors "
+                "package; install it or save the state dict with torch.save as .pth"
+            ) from exc
+    try:
+        if path.suffix == ".safetensors":
+            state = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ConfigError(
+            f"backbone weights file {path} cannot be read as a state dict "
+            f"({type(exc).__name__}: {str(exc)[:200]})"
+        ) from exc
+    if not isinstance(state, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()
+    ):
+        raise ConfigError(
+            f"backbone weights file {path} does not hold a state dict (a mapping of parameter "
+            "names to tensors)"
+        )
+    return dict(state)
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks so large checkpoints do not fill memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextmanager
+def offline_hub() -> Iterator[None]:
+    """Switch huggingface_hub to offline mode for the duration of the block.
+
+    huggingface_hub reads ``HF_HUB_OFFLINE`` once, when it is imported, so setting the
+    variable alone does nothing once timm has imported it; the module constant is switched too
+    and both are restored afterwards.
+    """
+    from huggingface_hub import constants
+
+    old_env, old_flag = os.environ.get("HF_HUB_OFFLINE"), constants.HF_HUB_OFFLINE
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = old_flag
+        if old_env is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = old_env
+
+
+def _check_resolution(resolution: tuple[int, int]) -> None:
+    if len(resolution) != 2 or not all(isinstance(v, int) and v > 0 for v in resolution):
+        raise ConfigError(f"resolution must be two positive integers (H, W), got {resolution!r}")
+
+
+def _few(keys: list[str]) -> str:
+    """At most ``SHOWN_KEYS`` keys, then how many more there are."""
+    more = f" and {len(keys) - SHOWN_KEYS} more" if len(keys) > SHOWN_KEYS else ""
+    return ", ".join(keys[:SHOWN_KEYS]) + more
+
+
+@hookimpl
+def register_backbones() -> list[type[Backbone]]:
+    return [ResNet18]

@@ -1,0 +1,1 @@
+"""Built-in datasets: their on-disk readers and the procedural synthetic twins."""

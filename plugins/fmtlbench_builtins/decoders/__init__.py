@@ -1,0 +1,1 @@
+"""Built-in decoders: the multi-decoder (MD) architecture."""

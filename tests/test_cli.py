@@ -1,0 +1,139 @@
+"""The command line: fast help, one-line errors, listings, third-party plugins by entry point."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+FMTLBENCH = [sys.executable, "-m", "fmtlbench"]
+
+
+def cli(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*FMTLBENCH, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_help_imports_no_heavy_library():
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import fmtlbench.cli"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in out.stderr.splitlines()}
+    assert "click" in imported  # the probe sees imports at all
+    assert not {"torch", "timm", "mlflow", "numpy"} & imported
+
+
+def test_mistyped_algorithm_is_one_line_without_traceback():
+    result = cli("run", "--algo", "fedavgg")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "did you mean 'fedavg'" in lines[0].lower()
+    assert "installed algorithms: fedavg, local" in lines[0].lower()
+    assert "Traceback" not in result.stderr
+
+
+def test_invalid_parameter_names_the_field():
+    result = cli("run", "--set", "training.lr=-1")
+    assert result.returncode == 2
+    assert "training.lr" in result.stderr and "Traceback" not in result.stderr
+    result = cli("run", "--set", "algorithm.params.weighting=loudest")
+    assert result.returncode == 2
+    assert "algorithm.params.weighting" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_list_shows_algorithms_with_parameters():
+    result = cli("list", "algorithms")
+    assert result.returncode == 0, result.stderr
+    assert "fedavg" in result.stdout and "local" in result.stdout
+    assert "weighting" in result.stdout
+
+
+def test_plugins_lists_distributions():
+    result = cli("plugins")
+    assert result.returncode == 0, result.stderr
+    assert "fmtlbench-builtins" in result.stdout
+
+
+def _fake_distribution(root: Path, module: str, body: str, entry: str) -> None:
+    """An installed-looking distribution: a module plus a dist-info with an entry point."""
+    (root / f"{module}.py").write_text(textwrap.dedent(body))
+    info = root / f"{module}-0.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0.3\n")
+    (info / "entry_points.txt").write_text(f"[fmtlbench]\n{entry} = {module}\n")
+
+
+THIRD_PARTY = """
+    from fmtlbench import hookimpl
+    from fmtlbench.components import Algorithm
+    from fmtlbench.maths import weighted_mean
+
+
+    class HalfStep(Algorithm):
+        '''Moves every client half-way towards the mean of the exchanged groups.'''
+
+        name = "halfstep"
+
+        def aggregate(self, round, updates):
+            mean = weighted_mean([u.state for u in updates], self.weights(updates))
+            return {
+                u.client: {k: (u.state[k] + mean[k]) / 2 if v.is_floating_point() else mean[k]
+                           for k, v in mean.items()}
+                for u in updates
+            }
+
+
+    @hookimpl
+    def register_algorithms():
+        return [HalfStep]
+"""
+
+
+def test_third_party_algorithm_through_a_real_entry_point(tmp_path, isolated_env):
+    site = tmp_path / "site"
+    site.mkdir()
+    _fake_distribution(site, "fmtlbench_halfstep", THIRD_PARTY, "halfstep")
+    env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    listing = cli("list", "algorithms", env=env)
+    assert listing.returncode == 0, listing.stderr
+    assert "halfstep" in listing.stdout and "fmtlbench_halfstep" in listing.stdout
+    from conftest import TINY_TWIN
+
+    twin = ",".join(f"{k}: {v}" for k, v in TINY_TWIN.items())
+    run = cli(
+        "run",
+        "--algo",
+        "halfstep",
+        "--rounds",
+        "1",
+        "--set",
+        f"data.datasets.nyudv2={{{twin}}}",
+        "--set",
+        "training.resolution={default: [32, 40]}",
+        "--set",
+        "training.eval_resolution={default: [32, 40]}",
+        "--set",
+        f"checkpoint_dir={tmp_path / 'ckpt'}",
+        "--set",
+        "training.eval_initial=false",
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr + run.stdout
+    assert "results after round 1" in run.stdout
+    import mlflow
+
+    runs = mlflow.search_runs(
+        experiment_names=["fmtlbench"], filter_string="tags.algorithm = 'halfstep'"
+    )
+    assert len(runs) >= 1 and set(runs["status"]) == {"FINISHED"}

@@ -1,0 +1,51 @@
+"""Shared tensor helpers against values computed by hand."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fmtlbench.maths import delta, flatten, gram, nbytes, unflatten, weighted_mean
+from fmtlbench.schedule import round_lr
+
+
+def test_weighted_mean_by_hand():
+    a = {"w": torch.tensor([1.0, 2.0]), "n": torch.tensor(10)}
+    b = {"w": torch.tensor([3.0, 6.0]), "n": torch.tensor(20)}
+    out = weighted_mean([a, b], [0.25, 0.75])
+    assert torch.equal(out["w"], torch.tensor([2.5, 5.0]))
+    assert out["n"].dtype == torch.int64 and int(out["n"]) == 18  # 2.5 + 15 = 17.5 -> 18
+
+
+def test_weighted_mean_renormalises_over_holders():
+    a = {"enc": torch.tensor([0.0]), "semseg": torch.tensor([4.0])}
+    b = {"enc": torch.tensor([2.0])}
+    c = {"enc": torch.tensor([4.0]), "semseg": torch.tensor([8.0])}
+    out = weighted_mean([a, b, c], [0.5, 0.25, 0.25])
+    assert out["enc"].item() == pytest.approx(0 * 0.5 + 2 * 0.25 + 4 * 0.25)
+    # semseg held by a (0.5) and c (0.25): weights 2/3 and 1/3
+    assert out["semseg"].item() == pytest.approx(4 * 2 / 3 + 8 / 3)
+
+
+def test_flatten_roundtrip_gram_delta_and_bytes():
+    state = {"a": torch.arange(6.0).reshape(2, 3), "b": torch.tensor([7.0])}
+    vec = flatten(state, ["a", "b"])
+    assert vec.tolist() == [0, 1, 2, 3, 4, 5, 7]
+    back = unflatten(vec, state, ["a", "b"])
+    assert all(torch.equal(back[k], state[k]) for k in state)
+    rows = torch.tensor([[1.0, 2.0], [3.0, -1.0]])
+    assert gram(rows).tolist() == [[5.0, 1.0], [1.0, 10.0]]
+    assert delta({"a": torch.tensor([3.0])}, {"a": torch.tensor([1.0])})["a"].item() == 2.0
+    assert nbytes(state) == 7 * 4
+
+
+def test_round_lr_warmup_then_cosine():
+    base = 1e-3
+    assert round_lr(base, 1, 10, 1) == pytest.approx(base / 2)
+    assert round_lr(base, 2, 10, 1) == pytest.approx(base)
+    # cosine over the 9 post-warm-up rounds: round 2 + 4.5 is half-way
+    mid = round_lr(base, 6, 10, 1)
+    assert mid == pytest.approx(
+        base * 0.5 * (1 + __import__("math").cos(__import__("math").pi * 4 / 9))
+    )
+    assert round_lr(base, 10, 10, 0) < round_lr(base, 9, 10, 0) < base
