@@ -139,7 +139,8 @@ def plugin_listing(registry: Any) -> None:
         for p in plugins:
             status = f"[red]FAILED: {p.error}[/]" if p.error else "[green]ok[/]"
             provides = ", ".join(p.components) or "-"
-            console.print(f"  {p.name} = {p.module}  {status}  provides: {provides}", soft_wrap=True)
+            line = f"  {p.name} = {p.module}  {status}  provides: {provides}"
+            console.print(line, soft_wrap=True)
 
 
 def _load_errors(console: Console, registry: Any) -> None:
