@@ -1,7 +1,7 @@
 # Set-up and checks for fmtlbench. Every install step goes through constraints.txt.
 PYTHON ?= python3
 VENV ?= .venv
-PIP := $(VENV)/bin/python -m pip install -c constraints.txt
+PIP := $(VENV)/bin/python -m pip install --quiet -c constraints.txt
 
 .PHONY: install demo test lint format
 

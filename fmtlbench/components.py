@@ -60,7 +60,8 @@ class Dataset(Component):
 
     Raw sample contract of ``read`` (H x W of the stored image, invalid pixels = 255):
     ``image`` uint8 HxWx3 RGB; ``semseg``/``parts`` uint8 HxW class ids; ``depth`` float32 HxW
-    metres; ``normals`` float32 HxWx3 unit vectors (x right, y up, z towards the camera);
+    metres; ``normals`` float32 HxWx3 unit vectors in the dataset's stored camera frame, channel
+    0 horizontal (positive to the right, so a horizontal flip negates it);
     ``edge``/``saliency`` float32 HxW in {0, 1}.
     """
 

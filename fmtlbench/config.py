@@ -134,6 +134,11 @@ class RunConfig(_Strict):
     backbone: ComponentChoice = Field(default_factory=lambda: ComponentChoice(name="resnet18"))
     executor: ComponentChoice = Field(default_factory=lambda: ComponentChoice(name="serial"))
     seed: int = Field(0, ge=0)
+    device: str = Field(
+        "auto",
+        pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
+        description="where working models train: auto (cuda if available), cpu, cuda[:N], mps",
+    )
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)

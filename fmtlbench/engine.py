@@ -13,8 +13,9 @@ import torch
 from fmtlbench.components import Phase, Update
 from fmtlbench.config import RunConfig
 from fmtlbench.delta import delta_percent
+from fmtlbench.errors import ConfigError
 from fmtlbench.evaluation import evaluate, summarise
-from fmtlbench.federation import Federation, State, derive_seed
+from fmtlbench.federation import Federation, State, derive_seed, snapshot, to_device
 from fmtlbench.maths import nbytes
 from fmtlbench.schedule import round_lr
 from fmtlbench.training import train_local
@@ -87,6 +88,22 @@ class Engine:
         self.config: RunConfig = fed.config
         self.reporter = reporter or NullReporter()
         self.reference = dict(reference or {})
+        if self.reference:
+            missing = [k for k in self.reference_keys() if k not in self.reference]
+            if missing:
+                raise ConfigError(
+                    f"the reference run lacks {', '.join(missing)}: a delta-percent reference "
+                    "must be evaluated on the same datasets and tasks as this run"
+                )
+
+    def reference_keys(self) -> list[str]:
+        """Metric keys of the primary metric of every (dataset, task) this run evaluates."""
+        keys = []
+        for client in self.fed.clients:
+            for task, spec in client.specs.items():
+                for kind in ("G", "P"):
+                    keys.append(f"{kind}/{client.dataset.name}/{task}/{spec.primary[0]}")
+        return list(dict.fromkeys(keys))
 
     # ------------------------------------------------------------------ clients
     def train_client(self, job: ClientJob) -> ClientResult:
@@ -105,9 +122,9 @@ class Engine:
             job.lr,
             self.config.training.weight_decay,
             fed.algorithm.client_loss,
-            job.context,
+            to_device(job.context, fed.device),
         )
-        state = {key: v.detach().clone() for key, v in model.state_dict().items()}
+        state = snapshot(model)
         sent = {key: state[key] for key in fed.algorithm.exchanged_keys(k)}
         return ClientResult(k, state, Update(k, len(client.train.dataset), sent), losses)
 
@@ -178,7 +195,7 @@ class Engine:
                 metric, low = spec.primary
                 key = f"{kind}/{ds}/{task}/{metric}"
                 values[key], lower[key] = metrics[metric][0], low
-                refs[key] = self.reference.get(key, float("nan"))
+                refs[key] = self.reference[key]
         return delta_percent(values, refs, lower)
 
     @staticmethod

@@ -23,11 +23,12 @@ def evaluate(
 ) -> TaskMetrics:
     """Metrics of ``model`` on every batch of ``loader`` for the tasks in ``specs``, pooled."""
     model.eval()
+    device = next(model.parameters()).device
     meters = {t: make_meter(spec) for t, spec in specs.items()}
     for batch in loader:
-        preds = model(batch["image"], list(specs))
+        preds = model(batch["image"].to(device), list(specs))
         for task, meter in meters.items():
-            meter.update(preds[task], batch[task])
+            meter.update(preds[task].cpu(), batch[task])  # meters accumulate on the CPU
     return {task: meter.compute() for task, meter in meters.items()}
 
 

@@ -34,6 +34,34 @@ def derive_seed(*parts: object) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; client state always stays in CPU memory."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device '{name}' requested but CUDA is not available; use --set device=cpu"
+        )
+    return device
+
+
+def snapshot(model: torch.nn.Module) -> State:
+    """A CPU copy of the model's state dict (client state lives off the working model)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def to_device(obj: Any, device: torch.device) -> Any:
+    """Tensors inside nested dicts/lists/tuples moved to ``device`` (algorithm contexts)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(to_device(v, device) for v in obj)
+    return obj
+
+
 def resolve_scenario(name: str, registry: Registry) -> ScenarioSpec:
     """A registered scenario by name, or a scenario file by path."""
     path = Path(name)
@@ -72,6 +100,7 @@ class Federation:
     clients: list[Client]
     global_tests: dict[str, torch.utils.data.DataLoader]
     models: dict[tuple[str, tuple[str, ...]], MultiTaskModel]
+    device: torch.device
     states: list[State] = field(default_factory=list)
 
     @property
@@ -145,6 +174,7 @@ def build_federation(config: RunConfig, registry: Registry) -> Federation:
     manifest = materialise(scenario, datasets, partitioner, config.seed)
 
     training = config.training
+    device = resolve_device(config.device)
     clients, models, initial = [], {}, {}
     for cm in manifest.clients:
         ds = datasets[cm.dataset]
@@ -154,7 +184,8 @@ def build_federation(config: RunConfig, registry: Registry) -> Federation:
             torch.manual_seed(config.seed)  # every structure starts from the same encoder
             resolution = tuple(TrainingConfig.per_dataset(training.resolution, ds.name))
             models[key] = build_model(choose["backbone"], choose["arch"], specs, resolution)
-            initial[key] = {k: v.detach().clone() for k, v in models[key].state_dict().items()}
+            initial[key] = snapshot(models[key])
+            models[key].to(device)
         clients.append(
             Client(
                 index=cm.index,
@@ -182,6 +213,7 @@ def build_federation(config: RunConfig, registry: Registry) -> Federation:
         clients=clients,
         global_tests=global_tests,
         models=models,
+        device=device,
         states=[dict(initial[c.structure]) for c in clients],
     )
     fed.algorithm.setup(

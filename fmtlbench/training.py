@@ -32,6 +32,7 @@ def train_local(
     context: Any,
 ) -> dict[str, float]:
     """Train ``model`` in place; returns mean losses per task (and ``total``) over all steps."""
+    device = next(model.parameters()).device
     groups = model.groups()
     params = dict(model.named_parameters())
     sums: dict[str, float] = {}
@@ -44,8 +45,8 @@ def train_local(
         optimiser = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
         for _ in range(phase.epochs if phase.epochs is not None else epochs):
             for batch in loader:
-                targets = {t: batch[t] for t in specs}
-                preds = model(batch["image"], list(specs))
+                targets = {t: batch[t].to(device) for t in specs}
+                preds = model(batch["image"].to(device), list(specs))
                 loss, parts = multitask_loss(specs, preds, targets)
                 extra = extra_loss(model, context)
                 if extra is not None:
