@@ -7,6 +7,7 @@ mlflow and the plugins are imported inside the commands that need them. User err
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -26,8 +27,38 @@ KIND_NAMES = {
 }
 
 
+#: Sub-commands defined in their own modules, imported only when listed or invoked.
+LAZY_COMMANDS = {
+    "data": "fmtlbench.commands.data:data",
+    "scenarios": "fmtlbench.commands.scenarios:scenarios",
+    "models": "fmtlbench.commands.models:models",
+    "leaderboard": "fmtlbench.commands.leaderboard:leaderboard",
+}
+
+
 class FriendlyGroup(click.Group):
-    """Turns user errors into one clear line and a non-zero exit, never a traceback."""
+    """Turns user errors into one clear line and a non-zero exit, never a traceback, and loads
+    the sub-commands of ``LAZY_COMMANDS`` on demand."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        available = [name for name in LAZY_COMMANDS if self._lazy(name) is not None]
+        return sorted({*super().list_commands(ctx), *available})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return super().get_command(ctx, name) or self._lazy(name)
+
+    @staticmethod
+    def _lazy(name: str) -> click.Command | None:
+        target = LAZY_COMMANDS.get(name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:  # not part of this installation
+                return None
+            raise
 
     def invoke(self, ctx: click.Context):
         try:
@@ -62,6 +93,7 @@ def _overrides(**options) -> list[dict]:
         "arch": ("arch", "name"),
         "backbone": ("backbone", "name"),
         "seed": ("seed",),
+        "clients": ("clients",),
         "rounds": ("training", "rounds"),
         "data_root": ("data", "root"),
         "tracking_uri": ("tracking", "uri"),
@@ -92,6 +124,7 @@ def _overrides(**options) -> list[dict]:
 @click.option("--arch", help="Decoder architecture, e.g. md.")
 @click.option("--backbone", help="Encoder backbone, e.g. resnet18.")
 @click.option("--seed", type=int, help="Seed of partition, initialisation and training.")
+@click.option("--clients", type=int, help="Client count of a single-group scenario (iid1).")
 @click.option("--rounds", type=int, help="Number of federated rounds.")
 @click.option(
     "--data-root",

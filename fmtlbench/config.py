@@ -114,6 +114,18 @@ class DataConfig(_Strict):
     )
 
 
+class EnergyConfig(_Strict):
+    """Energy and CO2e measurement with codecarbon's offline tracker (never the network)."""
+
+    enabled: bool = True
+    country_iso_code: str = Field(
+        "USA",
+        min_length=3,
+        max_length=3,
+        description="ISO 3166 alpha-3 code for the carbon intensity",
+    )
+
+
 class TrackingConfig(_Strict):
     """MLflow tracking: a local SQLite store by default, any tracking URI accepted."""
 
@@ -134,6 +146,9 @@ class RunConfig(_Strict):
     backbone: ComponentChoice = Field(default_factory=lambda: ComponentChoice(name="resnet18"))
     executor: ComponentChoice = Field(default_factory=lambda: ComponentChoice(name="serial"))
     seed: int = Field(0, ge=0)
+    clients: int | None = Field(
+        None, ge=1, description="client count of a single-group scenario (e.g. iid1 with K=8)"
+    )
     device: str = Field(
         "auto",
         pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
@@ -142,6 +157,7 @@ class RunConfig(_Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    energy: EnergyConfig = Field(default_factory=EnergyConfig)
     reference: str | None = Field(None, description="MLflow run id of the delta-percent reference")
     checkpoint_dir: Path = Field(Path(".fmtlbench/checkpoints"))
 

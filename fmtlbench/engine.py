@@ -10,13 +10,13 @@ from typing import Any, Protocol
 
 import torch
 
+from fmtlbench import traffic
 from fmtlbench.components import Phase, Update
 from fmtlbench.config import RunConfig
 from fmtlbench.delta import delta_percent
 from fmtlbench.errors import ConfigError
 from fmtlbench.evaluation import evaluate, summarise
 from fmtlbench.federation import Federation, State, derive_seed, snapshot, to_device
-from fmtlbench.maths import nbytes
 from fmtlbench.schedule import round_lr
 from fmtlbench.training import train_local
 
@@ -88,6 +88,8 @@ class Engine:
         self.config: RunConfig = fed.config
         self.reporter = reporter or NullReporter()
         self.reference = dict(reference or {})
+        self.groups = [fed.model_of(k).groups() for k in range(len(fed.clients))]
+        self.delivered: list[set[int]] = [set() for _ in fed.clients]
         if self.reference:
             missing = [k for k in self.reference_keys() if k not in self.reference]
             if missing:
@@ -138,8 +140,13 @@ class Engine:
             ClientJob(k, r, lr, fed.algorithm.local_phases(k), fed.algorithm.context(k))
             for k in range(len(fed.clients))
         ]
+        metrics: dict[str, float] = {"lr": lr}
+        down = [
+            traffic.context_bytes(j.context, self.groups[j.client], self.delivered[j.client])
+            for j in jobs
+        ]
         t0 = time.perf_counter()
-        updates, metrics = [], {"lr": lr}
+        updates = []
         for result in fed.executor.map(self.train_client, jobs):
             fed.states[result.client] = result.state
             updates.append(result.update)
@@ -151,9 +158,12 @@ class Engine:
         for k, payload in payloads.items():
             fed.states[k] = {**fed.states[k], **payload}
         t2 = time.perf_counter()
-        up = sum(nbytes(u.state) for u in updates)
-        down = sum(nbytes(p) for p in payloads.values())
-        metrics.update({"comm/up_bytes": up, "comm/down_bytes": down})
+        up = {u.client: traffic.by_group(u.state, self.groups[u.client]) for u in updates}
+        for k, payload in payloads.items():
+            for group, size in traffic.by_group(payload, self.groups[k]).items():
+                down[k][group] = down[k].get(group, 0) + size
+            self.delivered[k] = traffic.storage_ids(payload)
+        metrics.update(self.traffic_metrics(up, down))
         totals = [v for key, v in metrics.items() if key.endswith("/train/total")]
         metrics["train/loss"] = sum(totals) / max(len(totals), 1)
         if r % cfg.eval_every == 0 or r == cfg.rounds:
@@ -162,6 +172,21 @@ class Engine:
         metrics.update({"time/train": t1 - t0, "time/aggregate": t2 - t1, "time/eval": t3 - t2})
         self.reporter.round_finished(r, metrics)
         return metrics
+
+    @staticmethod
+    def traffic_metrics(
+        up: dict[int, dict[str, int]], down: list[dict[str, int]]
+    ) -> dict[str, float]:
+        """Totals and per client/group bytes of one round, as MLflow metrics."""
+        out: dict[str, float] = {}
+        for direction, table in (("up", up), ("down", dict(enumerate(down)))):
+            total = 0
+            for k, groups in table.items():
+                for group, size in groups.items():
+                    out[f"comm/client{k}/{direction}/{group}"] = size
+                    total += size
+            out[f"comm/{direction}_bytes"] = total
+        return out
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, r: int) -> Evaluation:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,7 +21,7 @@ from fmtlbench.model import MultiTaskModel, build_model
 from fmtlbench.partition import Manifest, materialise
 from fmtlbench.registry import Registry
 from fmtlbench.sample import SampleSet
-from fmtlbench.scenario import ScenarioSpec, load_scenario_file
+from fmtlbench.scenario import ScenarioSpec, resolve_scenario
 from fmtlbench.tasks import TaskSpec
 
 State = dict[str, torch.Tensor]
@@ -60,14 +59,6 @@ def to_device(obj: Any, device: torch.device) -> Any:
     if isinstance(obj, list | tuple):
         return type(obj)(to_device(v, device) for v in obj)
     return obj
-
-
-def resolve_scenario(name: str, registry: Registry) -> ScenarioSpec:
-    """A registered scenario by name, or a scenario file by path."""
-    path = Path(name)
-    if path.suffix in {".yaml", ".yml", ".toml", ".json"}:
-        return load_scenario_file(path)
-    return registry.get("scenario", name)
 
 
 @dataclass
@@ -155,7 +146,7 @@ def resolve_components(config: RunConfig, registry: Registry) -> dict[str, Any]:
         choice = getattr(config, field_name)
         cls = registry.get(kind, choice.name)
         chosen[field_name] = cls(component_params(cls, choice.params, f"{field_name}.params"))
-    chosen["scenario"] = resolve_scenario(config.scenario, registry)
+    chosen["scenario"] = resolve_scenario(config.scenario, registry, config.clients)
     return chosen
 
 

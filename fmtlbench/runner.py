@@ -60,6 +60,7 @@ def run_tags(fed: Federation, registry: Registry) -> dict[str, str]:
         "backbone": cfg.backbone.name,
         "data": "synthetic" if fed.synthetic else "real",
         "seed": str(cfg.seed),
+        "clients": str(fed.scenario.num_clients),
         "profile": cfg.profile,
         "partition_hash": fed.manifest.digest(),
         "fmtlbench.version": __version__,

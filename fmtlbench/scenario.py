@@ -9,11 +9,14 @@ write their own scenarios without code. Plugins register built-in specs through 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fmtlbench.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fmtlbench.registry import Registry
 
 
 class ClientGroup(BaseModel):
@@ -78,3 +81,24 @@ def load_scenario_file(path: Path) -> ScenarioSpec:
         from fmtlbench.config import describe_validation_error
 
         raise ConfigError(f"scenario file {path}: {describe_validation_error(exc)}") from None
+
+
+def resolve_scenario(name: str, registry: Registry, clients: int | None = None) -> ScenarioSpec:
+    """A registered scenario by name, or a scenario file by path; ``clients`` resizes a
+    single-group scenario (the study's iid1 with K = 2, 4, 6, 8)."""
+    path = Path(name)
+    if path.suffix in {".yaml", ".yml", ".toml", ".json"}:
+        spec = load_scenario_file(path)
+    else:
+        spec = registry.get("scenario", name)
+    if clients is None:
+        return spec
+    if len(spec.groups) != 1:
+        raise ConfigError(
+            f"--clients/clients needs a single-group scenario; '{spec.name}' has "
+            f"{len(spec.groups)} groups (write a scenario file instead)"
+        )
+    group = spec.groups[0]
+    shares = group.shares if isinstance(group.shares, str) else "equal"
+    resized = group.model_copy(update={"count": clients, "shares": shares})
+    return spec.model_copy(update={"groups": [resized]})
