@@ -70,11 +70,17 @@ class Dataset(Component):
     folder: ClassVar[str]
     #: Tasks this dataset labels.
     tasks: ClassVar[dict[str, TaskSpec]]
+    #: Sizes of the official splits of the real dataset (checked by ``fmtlbench data verify``).
+    expected_sizes: ClassVar[dict[str, int]] = {}
 
-    def __init__(self, params: Params | None, root: Path, *, synthetic: bool) -> None:
+    def __init__(
+        self, params: Params | None, root: Path, *, synthetic: bool, cache: Path | None = None
+    ) -> None:
         super().__init__(params)
         self.root = Path(root)
         self.synthetic = synthetic
+        #: A folder of this dataset's own for derived files; the data root is never written.
+        self.cache = Path(cache) if cache is not None else None
 
     @classmethod
     def synthesize(cls, out: Path, params: Params, seed: int = 0) -> None:
@@ -126,8 +132,10 @@ class Decoder(Component):
     def build(
         self, channels: Sequence[int], reductions: Sequence[int], tasks: dict[str, TaskSpec]
     ) -> nn.Module:
-        """A module whose ``forward(features, tasks)`` returns ``{task: logits}`` and whose
-        ``group_of(key)`` tags each of its state-dict keys ``"decoder"`` or ``"task"``."""
+        """A module whose ``forward(features, tasks)`` returns ``{task: logits}``, whose
+        ``group_of(key)`` tags each of its state-dict keys ``"decoder"`` or ``"task"``, and whose
+        ``task_of(key)`` names the task a key belongs to (``None`` for entries shared by all
+        tasks); a task-specific key contains its task name as one dot-separated segment."""
         raise NotImplementedError
 
 

@@ -86,4 +86,10 @@ def open_dataset(cls: type[Dataset], config: DataConfig) -> Dataset:
     """Validate the dataset's parameters, locate its folder and construct it."""
     params = component_params(cls, config.datasets.get(cls.name, {}), f"data.datasets.{cls.name}")
     found = locate(cls, params, config)
-    return cls(params, found.root, synthetic=found.synthetic)
+    cache = (
+        Path(config.cache_dir)
+        / "datasets"
+        / cls.name
+        / ("synthetic" if found.synthetic else "real")
+    )
+    return cls(params, found.root, synthetic=found.synthetic, cache=cache)
