@@ -22,6 +22,8 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
     from torch import nn
 
+    from fmtlbench.exchange import ExchangeView
+
 
 class Params(BaseModel):
     """Base of every component's hyper-parameters: unknown fields are an error, values frozen."""
@@ -210,7 +212,9 @@ class Algorithm(Component):
     threads or devices. The engine calls, each round: ``context(k)`` for every client (sent
     with its job), ``client_loss`` at every local step, ``local_phases`` for the schedule, and
     ``aggregate`` with the clients' ``Update`` objects, returning per-client payloads
-    (state-dict fragments the engine loads into each client's model).
+    (fragments the engine loads into each client's model). Entries are named by exchange
+    names (``fmtlbench.exchange``), equal across clients exactly when they may be combined;
+    ``setup`` receives every client's exchangeable entries and their groups under those names.
     """
 
     kind: ClassVar[str] = "algorithm"
@@ -235,8 +239,11 @@ class Algorithm(Component):
         """Data sent down with a client's job and handed to ``client_loss`` (default none)."""
         return None
 
-    def client_loss(self, model: nn.Module, context: Any) -> torch.Tensor | None:
-        """An extra loss term added at every local step (FedProx, FedAMP, ...); default none."""
+    def client_loss(self, view: ExchangeView, context: Any) -> torch.Tensor | None:
+        """An extra loss term added at every local step (FedProx, FedAMP, ...); default none.
+
+        ``view.parameters()`` gives the client's live parameters by exchange name, to compare
+        with tensors of ``context`` (already on the model's device)."""
         return None
 
     def local_phases(self, client: int) -> list[Phase]:

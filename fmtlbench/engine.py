@@ -16,6 +16,7 @@ from fmtlbench.config import RunConfig
 from fmtlbench.delta import delta_percent
 from fmtlbench.errors import ConfigError
 from fmtlbench.evaluation import evaluate, summarise
+from fmtlbench.exchange import ExchangeView
 from fmtlbench.federation import Federation, State, derive_seed, snapshot, to_device
 from fmtlbench.schedule import round_lr
 from fmtlbench.training import train_local
@@ -88,7 +89,6 @@ class Engine:
         self.config: RunConfig = fed.config
         self.reporter = reporter or NullReporter()
         self.reference = dict(reference or {})
-        self.groups = [fed.model_of(k).groups() for k in range(len(fed.clients))]
         self.delivered: list[set[int]] = [set() for _ in fed.clients]
         if self.reference:
             missing = [k for k in self.reference_keys() if k not in self.reference]
@@ -115,6 +115,7 @@ class Engine:
         torch.manual_seed(seed)
         client.train.generator.manual_seed(seed)
         model = fed.load(k)
+        view = ExchangeView(model, fed.names[k])
         losses = train_local(
             model,
             client.train,
@@ -123,11 +124,12 @@ class Engine:
             client.epochs,
             job.lr,
             self.config.training.weight_decay,
-            fed.algorithm.client_loss,
+            lambda _model, context: fed.algorithm.client_loss(view, context),
             to_device(job.context, fed.device),
         )
         state = snapshot(model)
-        sent = {key: state[key] for key in fed.algorithm.exchanged_keys(k)}
+        wanted = set(fed.algorithm.exchanged_keys(k))
+        sent = {name: state[key] for key, name in fed.names[k].items() if name in wanted}
         return ClientResult(k, state, Update(k, len(client.train.dataset), sent), losses)
 
     # ------------------------------------------------------------------ rounds
@@ -142,7 +144,7 @@ class Engine:
         ]
         metrics: dict[str, float] = {"lr": lr}
         down = [
-            traffic.context_bytes(j.context, self.groups[j.client], self.delivered[j.client])
+            traffic.context_bytes(j.context, fed.groups[j.client], self.delivered[j.client])
             for j in jobs
         ]
         t0 = time.perf_counter()
@@ -156,11 +158,11 @@ class Engine:
         t1 = time.perf_counter()
         payloads = fed.algorithm.aggregate(r, updates)
         for k, payload in payloads.items():
-            fed.states[k] = {**fed.states[k], **payload}
+            fed.apply(k, payload)
         t2 = time.perf_counter()
-        up = {u.client: traffic.by_group(u.state, self.groups[u.client]) for u in updates}
+        up = {u.client: traffic.by_group(u.state, fed.groups[u.client]) for u in updates}
         for k, payload in payloads.items():
-            for group, size in traffic.by_group(payload, self.groups[k]).items():
+            for group, size in traffic.by_group(payload, fed.groups[k]).items():
                 down[k][group] = down[k].get(group, 0) + size
             self.delivered[k] = traffic.storage_ids(payload)
         metrics.update(self.traffic_metrics(up, down))

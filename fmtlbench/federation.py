@@ -16,7 +16,8 @@ import torch
 from fmtlbench.components import Algorithm, ClientInfo, Dataset, Executor
 from fmtlbench.config import RunConfig, TrainingConfig
 from fmtlbench.data import component_params, open_dataset
-from fmtlbench.errors import ConfigError
+from fmtlbench.errors import ConfigError, IncompatibleError
+from fmtlbench.exchange import check_shapes, exchange_names
 from fmtlbench.model import MultiTaskModel, build_model
 from fmtlbench.partition import Manifest, materialise
 from fmtlbench.registry import Registry
@@ -93,6 +94,25 @@ class Federation:
     models: dict[tuple[str, tuple[str, ...]], MultiTaskModel]
     device: torch.device
     states: list[State] = field(default_factory=list)
+    #: Per client: state key -> exchange name (see ``fmtlbench.exchange``); private keys absent.
+    names: list[dict[str, str]] = field(default_factory=list)
+    #: Per client: exchange name -> parameter group.
+    groups: list[dict[str, str]] = field(default_factory=list)
+
+    def exchangeable(self, k: int) -> State:
+        """Client ``k``'s exchangeable entries under their exchange names."""
+        return {name: self.states[k][key] for key, name in self.names[k].items()}
+
+    def apply(self, k: int, payload: State) -> None:
+        """Load a payload (exchange names) into client ``k``'s state."""
+        keys = {name: key for key, name in self.names[k].items()}
+        unknown = [name for name in payload if name not in keys]
+        if unknown:
+            raise IncompatibleError(
+                f"algorithm '{self.algorithm.name}' sent client {k} entries it does not have: "
+                f"{', '.join(unknown[:3])}"
+            )
+        self.states[k] = {**self.states[k], **{keys[n]: t for n, t in payload.items()}}
 
     @property
     def synthetic(self) -> bool:
@@ -207,9 +227,17 @@ def build_federation(config: RunConfig, registry: Registry) -> Federation:
         device=device,
         states=[dict(initial[c.structure]) for c in clients],
     )
-    fed.algorithm.setup(
-        [c.info for c in clients],
-        fed.states,
-        [models[c.structure].groups() for c in clients],
+    tags = [models[c.structure].groups() for c in clients]
+    fed.names = exchange_names(
+        [models[c.structure] for c in clients], [c.dataset.name for c in clients], tags
+    )
+    fed.groups = [
+        {name: tags[k][key] for key, name in fed.names[k].items()} for k in range(len(clients))
+    ]
+    states = [fed.exchangeable(k) for k in range(len(clients))]
+    fed.algorithm.setup([c.info for c in clients], states, fed.groups)
+    check_shapes(
+        [{n: tuple(t.shape) for n, t in s.items()} for s in states],
+        [fed.algorithm.exchanged_keys(k) for k in range(len(clients))],
     )
     return fed

@@ -13,9 +13,23 @@ from typing import Any
 import torch
 
 from fmtlbench.components import Phase
+from fmtlbench.errors import ConfigError
 from fmtlbench.losses import multitask_loss
 from fmtlbench.model import MultiTaskModel
 from fmtlbench.tasks import TaskSpec
+
+
+def _frozen_stat_modules(
+    model: torch.nn.Module, groups: Mapping[str, str], frozen: frozenset[str]
+) -> list[torch.nn.Module]:
+    """Modules holding buffers (BatchNorm running statistics) of a frozen group."""
+    out = []
+    for name, module in model.named_modules():
+        own = [f"{name}.{b}" if name else b for b, _ in module.named_buffers(recurse=False)]
+        if own and any(groups.get(key) in frozen for key in own):
+            out.append(module)
+    return out
+
 
 ExtraLoss = Callable[[torch.nn.Module, Any], "torch.Tensor | None"]
 
@@ -42,6 +56,13 @@ def train_local(
         trainable = [p for name, p in params.items() if groups[name] not in phase.frozen]
         for name, p in params.items():
             p.requires_grad_(groups[name] not in phase.frozen)
+        model.train()
+        for module in _frozen_stat_modules(model, groups, phase.frozen):
+            module.eval()  # frozen normalisation statistics must not drift either
+        if not trainable:
+            raise ConfigError(
+                f"a local phase freezes every parameter group: {sorted(phase.frozen)}"
+            )
         optimiser = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
         for _ in range(phase.epochs if phase.epochs is not None else epochs):
             for batch in loader:
@@ -61,4 +82,5 @@ def train_local(
                 steps += 1
     for p in params.values():
         p.requires_grad_(True)
+    model.train()
     return {k: v / max(steps, 1) for k, v in sums.items()}
