@@ -84,8 +84,11 @@ class Engine:
         fed: Federation,
         reporter: Reporter | None = None,
         reference: Mapping[str, float] | None = None,
+        energy: Any = None,
     ) -> None:
         self.fed = fed
+        #: An ``fmtlbench.energy.EnergyMeter`` (started by the runner) or None.
+        self.energy = energy
         self.config: RunConfig = fed.config
         self.reporter = reporter or NullReporter()
         self.reference = dict(reference or {})
@@ -156,6 +159,7 @@ class Engine:
                 metrics[f"client{result.client}/train/{key}"] = value
             self.reporter.client_done(result.client, result.losses)
         t1 = time.perf_counter()
+        phase_laps = {"train": self.lap()}
         payloads = fed.algorithm.aggregate(r, updates)
         for k, payload in payloads.items():
             fed.apply(k, payload)
@@ -166,14 +170,35 @@ class Engine:
                 down[k][group] = down[k].get(group, 0) + size
             self.delivered[k] = traffic.storage_ids(payload)
         metrics.update(self.traffic_metrics(up, down))
+        phase_laps["aggregate"] = self.lap()
         totals = [v for key, v in metrics.items() if key.endswith("/train/total")]
         metrics["train/loss"] = sum(totals) / max(len(totals), 1)
         if r % cfg.eval_every == 0 or r == cfg.rounds:
             metrics.update(self.evaluation_metrics(self.evaluate(r)))
+        phase_laps["eval"] = self.lap()
         t3 = time.perf_counter()
         metrics.update({"time/train": t1 - t0, "time/aggregate": t2 - t1, "time/eval": t3 - t2})
+        metrics.update(self.energy_metrics(phase_laps))
         self.reporter.round_finished(r, metrics)
         return metrics
+
+    def lap(self) -> tuple[float, float]:
+        """(kWh, kg CO2e) since the previous lap, or NaNs when energy is not measured."""
+        return self.energy.lap() if self.energy is not None else (float("nan"), float("nan"))
+
+    @staticmethod
+    def energy_metrics(laps: Mapping[str, tuple[float, float]]) -> dict[str, float]:
+        """Per-phase and per-round energy and emissions (omitted when not measured)."""
+        out: dict[str, float] = {}
+        for phase, (kwh, co2) in laps.items():
+            if kwh == kwh:  # not NaN
+                out[f"energy/{phase}_kwh"] = kwh
+                out[f"energy/{phase}_co2_kg"] = co2
+        measured = [laps[p] for p in laps if laps[p][0] == laps[p][0]]
+        if measured:
+            out["energy/kwh"] = sum(k for k, _ in measured)
+            out["energy/co2_kg"] = sum(c for _, c in measured)
+        return out
 
     @staticmethod
     def traffic_metrics(

@@ -18,6 +18,7 @@ import yaml
 
 from fmtlbench import __version__, checkpoint
 from fmtlbench.config import RunConfig
+from fmtlbench.energy import EnergyMeter
 from fmtlbench.engine import Engine, Evaluation, NullReporter, Reporter
 from fmtlbench.errors import ConfigError
 from fmtlbench.federation import Federation, build_federation
@@ -97,7 +98,8 @@ def execute(
             reference = tracker.final_metrics(config.reference)
         except Exception as exc:
             raise ConfigError(f"reference run '{config.reference}' not found: {exc}") from None
-    engine = Engine(fed, reporter, reference)
+    energy = EnergyMeter(config.energy)
+    engine = Engine(fed, reporter, reference, energy)
     rounds = config.training.rounds
     start, history, initial = 1, {}, None
     if state is not None:
@@ -117,10 +119,15 @@ def execute(
     ckpt = checkpoint.checkpoint_path(config.checkpoint_dir, run_id)
     current = start
     try:
+        energy.start()
+        tracker.set_tags({"energy.method": energy.method()})
         if initial is None and config.training.eval_initial:
             initial = engine.evaluate(0)
-            tracker.log_metrics(engine.evaluation_metrics(initial), step=0)
-            history[0] = engine.evaluation_metrics(initial)
+            history[0] = {
+                **engine.evaluation_metrics(initial),
+                **engine.energy_metrics({"eval": engine.lap()}),
+            }
+            tracker.log_metrics(history[0], step=0)
         for current in range(start, rounds + 1):
             metrics = engine.run_round(current)
             tracker.log_metrics(metrics, step=current)
@@ -143,6 +150,13 @@ def execute(
             "metrics/clients.json",
         )
         tracker.log_json(final.summary, "metrics/summary.json")
+        totals = {
+            key.replace("energy/", "energy/total_"): sum(h.get(key, 0.0) for h in history.values())
+            for key in ("energy/kwh", "energy/co2_kg")
+            if any(key in h for h in history.values())
+        }
+        if totals:
+            tracker.log_metrics(totals, step=current)
     except KeyboardInterrupt:
         tracker.finish(
             "KILLED",
@@ -152,6 +166,8 @@ def execute(
     except BaseException as exc:
         tracker.finish("FAILED", f"{type(exc).__name__}: {exc}")
         raise
+    finally:
+        energy.stop()
     tracker.finish("FINISHED")
     checkpoint.remove(ckpt)
     return RunOutcome(run_id, fed, initial, final, history)
