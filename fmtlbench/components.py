@@ -74,6 +74,12 @@ class Dataset(Component):
     tasks: ClassVar[dict[str, TaskSpec]]
     #: Sizes of the official splits of the real dataset (checked by ``fmtlbench data verify``).
     expected_sizes: ClassVar[dict[str, int]] = {}
+    #: Where ``fmtlbench data download`` fetches the real dataset archive, and its SHA-256
+    #: (None: not published; the command then prints the digest it computed).
+    archive_url: ClassVar[str | None] = None
+    archive_sha256: ClassVar[str | None] = None
+    #: Sub-folders every copy of the dataset has (checked by ``fmtlbench data verify``).
+    layout: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self, params: Params | None, root: Path, *, synthetic: bool, cache: Path | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 
@@ -48,9 +49,19 @@ def summarise(
                     value
                 )
     return {
-        ds: {
-            task: {m: (statistics.fmean(v), statistics.pstdev(v)) for m, v in metrics.items()}
-            for task, metrics in tasks.items()
-        }
+        ds: {task: {m: mean_std(v) for m, v in metrics.items()} for task, metrics in tasks.items()}
         for ds, tasks in pooled.items()
     }
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and population std over the clients whose metric is defined.
+
+    A client's metric is NaN when its evaluation set has no valid pixel for the task (e.g. a
+    PASCAL parts client whose local test images show no person); such clients are left out
+    rather than turning the whole summary into NaN. No defined value gives (NaN, NaN).
+    """
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return math.nan, math.nan
+    return statistics.fmean(finite), statistics.pstdev(finite)

@@ -9,7 +9,9 @@ exchanged) this benchmark exists to avoid.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
+from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -111,7 +113,10 @@ def build_model(
     """Build the encoder for ``resolution``, the decoder on its feature pyramid, and join them.
 
     The group tags are checked here, once, so that a plugin that forgets to tag an entry fails
-    when the model is built rather than silently in the middle of a federated run.
+    when the model is built rather than silently in the middle of a federated run. A decoder
+    whose ``build`` takes a keyword ``hints`` receives the encoder's ``decoder_hints`` (the
+    study's decoder shape for that backbone, e.g. ``{"widths": ..., "convs": ...}``); decoders
+    written without it are called exactly as before.
     """
     encoder = backbone.build(resolution)
     channels = list(getattr(encoder, "channels", None) or [])
@@ -121,10 +126,17 @@ def build_model(
             f"backbone {backbone.name!r} built a module without matching non-empty `channels` "
             f"and `reductions` lists (got {channels} and {reductions})"
         )
-    head = decoder.build(channels, reductions, tasks)
+    head = decoder.build(channels, reductions, tasks, **_hint_kwargs(decoder, encoder))
     model = MultiTaskModel(encoder, head, tasks)
     model.groups()
     return model
+
+
+def _hint_kwargs(decoder: Decoder, encoder: Any) -> dict[str, Any]:
+    """``{"hints": encoder.decoder_hints}`` if the decoder's ``build`` takes hints, else ``{}``."""
+    if "hints" not in inspect.signature(decoder.build).parameters:
+        return {}
+    return {"hints": dict(getattr(encoder, "decoder_hints", None) or {})}
 
 
 def count_parameters(model: MultiTaskModel) -> dict[str, int]:

@@ -27,7 +27,7 @@ def tiny_overrides(tmp: Path, **extra: object) -> list[dict]:
     """Config fragments of a run small enough for a unit test (a few seconds)."""
     fragments: list[dict] = [
         {
-            "data": {"datasets": {"nyudv2": dict(TINY_TWIN)}},
+            "data": {"datasets": {"nyudv2": dict(TINY_TWIN), "pascal-context": dict(TINY_TWIN)}},
             "training": {
                 "rounds": 2,
                 "resolution": {"default": [32, 40]},

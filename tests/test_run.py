@@ -32,7 +32,8 @@ def trained(tmp_path_factory):
     from fmtlbench.config import build_config
 
     tmp = tmp_path_factory.mktemp("trained")
-    config = build_config(None, tiny_overrides(tmp, training={"rounds": 4}))
+    # lr 3e-3: at 32x40 the default 1e-3 moves depth too little in 4 rounds to be a clear test
+    config = build_config(None, tiny_overrides(tmp, training={"rounds": 4, "lr": 3e-3}))
     return execute(config)
 
 

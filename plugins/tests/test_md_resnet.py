@@ -47,7 +47,7 @@ def one_task_model() -> MultiTaskModel:
 
 
 def test_hooks_register_the_components() -> None:
-    assert register_backbones() == [ResNet18] and register_decoders() == [MultiDecoder]
+    assert ResNet18 in register_backbones() and register_decoders() == [MultiDecoder]
     assert ResNet18.name == "resnet18" and MultiDecoder.name == "md"
     assert ResNet18.summary() and MultiDecoder.summary()
 
@@ -103,6 +103,11 @@ def test_groups_match_an_independent_walk(nyud_model: MultiTaskModel) -> None:
     assert tags["decoder.depth.stages.0.0.norm.weight"] == "decoder"
     with pytest.raises(KeyError, match="parts"):
         nyud_model.decoder.group_of("parts.head.weight")
+    # Every MD entry belongs to one task: the first segment of its key.
+    for key in (k.partition(".")[2] for k in tags if k.startswith("decoder.")):
+        assert nyud_model.decoder.task_of(key) == key.split(".")[0]
+    with pytest.raises(KeyError, match="parts"):
+        nyud_model.decoder.task_of("parts.head.weight")
 
 
 def md_task_params(channels: int) -> int:

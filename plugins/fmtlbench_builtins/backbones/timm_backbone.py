@@ -5,13 +5,15 @@ reproducible and must never reach the network: random (``scratch``), timm's pret
 from the local Hugging Face cache (``timm``, fully offline), or a local weight file whose
 SHA-256 is recorded so the run log says exactly which weights it started from. Each concrete
 backbone is a small subclass naming its timm model; anything model-specific (extra creation
-arguments, the classifier's key prefix) is a class attribute or an overridable method.
+arguments, how a checkpoint's names map to the extractor's, the output layout, the study's
+decoder shape) is a class attribute or an overridable method.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any, ClassVar
 
 import timm
 import torch
+import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
@@ -49,18 +52,35 @@ class FeaturePyramid(nn.Module):
 
     ``channels`` and ``reductions`` (finest first) tell the decoder what it receives;
     ``weights_sha256`` is the SHA-256 of the weight file the encoder started from (``None`` for
-    random initialisation) so a run can log it.
+    random initialisation) so a run can log it; ``decoder_hints`` carries the study's decoder
+    shape for this backbone (see ``fmtlbench.model.build_model``). Transformers' stages give
+    N x H x W x C maps (``channels_last``), returned as NCHW; their patch embedding takes only
+    sizes divisible by ``patch``, so images are padded at the bottom and right with zeros (the
+    mean colour after ImageNet normalisation) and the model resizes predictions back.
     """
 
-    def __init__(self, body: nn.Module, weights_sha256: str | None) -> None:
+    def __init__(
+        self,
+        body: nn.Module,
+        weights_sha256: str | None,
+        decoder_hints: Mapping[str, Any] | None = None,
+        channels_last: bool = False,
+        patch: int = 1,
+    ) -> None:
         super().__init__()
         self.body = body
         self.channels: list[int] = list(body.feature_info.channels())
         self.reductions: list[int] = list(body.feature_info.reduction())
         self.weights_sha256 = weights_sha256
+        self.decoder_hints: dict[str, Any] = dict(decoder_hints or {})
+        self.channels_last, self.patch = channels_last, patch
 
     def forward(self, image: Tensor) -> list[Tensor]:
-        return list(self.body(image))
+        pad_h, pad_w = (-image.shape[-2]) % self.patch, (-image.shape[-1]) % self.patch
+        if pad_h or pad_w:
+            image = F.pad(image, (0, pad_w, 0, pad_h))
+        features = list(self.body(image))
+        return [f.permute(0, 3, 1, 2) for f in features] if self.channels_last else features
 
 
 class TimmBackbone(Backbone):
@@ -69,25 +89,41 @@ class TimmBackbone(Backbone):
     Params: ClassVar[type[Params]] = TimmParams
     #: Name of the model in timm's registry.
     timm_name: ClassVar[str]
-    #: Key prefix of the classifier, present in full-model checkpoints but not in the extractor.
-    classifier_prefix: ClassVar[str] = "fc."
+    #: Key prefixes of full-model checkpoint entries the extractor lacks (the classifier).
+    classifier_prefixes: ClassVar[tuple[str, ...]] = ("fc.",)
+    #: The study's decoder shape for this backbone, handed to decoders that accept hints.
+    decoder_hints: ClassVar[dict[str, Any]] = {}
+    #: Whether timm's stages output N x H x W x C, and the size inputs must be a multiple of.
+    channels_last: ClassVar[bool] = False
+    patch: ClassVar[int] = 1
 
     def create_kwargs(self, resolution: tuple[int, int]) -> dict[str, Any]:
         """Extra ``timm.create_model`` arguments (e.g. ``img_size`` for transformers)."""
         return {}
 
+    def wrap(self, body: nn.Module, weights_sha256: str | None) -> FeaturePyramid:
+        """The pyramid module around timm's extractor."""
+        return FeaturePyramid(
+            body, weights_sha256, self.decoder_hints, self.channels_last, self.patch
+        )
+
+    def adapt_state(self, state: Mapping[str, Tensor], body: nn.Module) -> dict[str, Tensor]:
+        """A weight file's entries renamed and reshaped to the extractor's, before the strict
+        check: the base drops the classifier, which a features-only model does not have."""
+        return {k: v for k, v in state.items() if not k.startswith(self.classifier_prefixes)}
+
     def build(self, resolution: tuple[int, int]) -> FeaturePyramid:
         _check_resolution(resolution)
         weights = self.params.weights
         if weights == "scratch":
-            return FeaturePyramid(self._create(resolution, pretrained=False), None)
+            return self.wrap(self._create(resolution, pretrained=False), None)
         if weights == "timm":
             return self._build_from_cache(resolution)
         path = Path(weights).expanduser()
         state = read_state_dict(path)
         body = self._create(resolution, pretrained=False)
         self._load_strict(body, state, path)
-        return FeaturePyramid(body, file_sha256(path))
+        return self.wrap(body, file_sha256(path))
 
     def _create(self, resolution: tuple[int, int], pretrained: bool) -> nn.Module:
         return timm.create_model(
@@ -123,7 +159,7 @@ class TimmBackbone(Backbone):
                 f"{str(exc)[:200]}); delete the file to fetch it again with internet access, or "
                 "pass the path of a weight file as weights=<file>"
             ) from exc
-        return FeaturePyramid(body, file_sha256(cached))
+        return self.wrap(body, file_sha256(cached))
 
     def _cached_hub_file(self) -> Path | None:
         """The file timm would load for the default pretrained tag, if it is in the cache."""
@@ -152,11 +188,12 @@ class TimmBackbone(Backbone):
     def _load_strict(self, body: nn.Module, state: Mapping[str, Tensor], path: Path) -> None:
         """Load ``state`` into ``body``; every weight must match in name and shape.
 
-        A full classifier checkpoint is accepted by dropping its classifier entries. Missing
-        ``num_batches_tracked`` counters are tolerated: they are step counters, not weights,
-        and checkpoints converted from other libraries often lack them.
+        A full classifier checkpoint is accepted: ``adapt_state`` drops its classifier entries
+        (and renames what the extractor names differently). Missing ``num_batches_tracked``
+        counters are tolerated: they are step counters, not weights, and checkpoints converted
+        from other libraries often lack them.
         """
-        state = {k: v for k, v in state.items() if not k.startswith(self.classifier_prefix)}
+        state = self.adapt_state(state, body)
         expected = body.state_dict()
         missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
         unexpected = [k for k in state if k not in expected]
@@ -183,6 +220,49 @@ class ResNet18(TimmBackbone):
 
     name = "resnet18"
     timm_name = "resnet18"
+    decoder_hints: ClassVar[dict[str, Any]] = {"widths": (64, 128, 256, 256, 512), "convs": 3}
+
+
+class SwinT(TimmBackbone):
+    """Swin-T from timm (27.5 M parameters, four feature scales, strides 4 to 32)."""
+
+    name = "swin-t"
+    timm_name = "swin_tiny_patch4_window7_224"
+    classifier_prefixes = ("head.", "norm.")  # the final norm comes after the last stage
+    # Decoder stages mirror the depths of Swin-T's first three stages (2, 2, 6): with these,
+    # four NYUD tasks give the study's 52.28 M (MD) and 13.76 M (TC) decoder parameters.
+    decoder_hints: ClassVar[dict[str, Any]] = {"widths": (96, 192, 384, 768), "convs": (2, 2, 6)}
+    channels_last = True
+    patch = 4
+
+    def create_kwargs(self, resolution: tuple[int, int]) -> dict[str, Any]:
+        """Windows sized for ``resolution`` (timm shrinks a window to a smaller feature map);
+        masks are built per input, so evaluation at another size works too."""
+        size = tuple(-(-side // self.patch) * self.patch for side in resolution)
+        return {"img_size": size, "strict_img_size": False}
+
+    def adapt_state(self, state: Mapping[str, Tensor], body: nn.Module) -> dict[str, Tensor]:
+        """Full-model names (``layers.0.``) become the extractor's (``layers_0.``); position
+        index buffers (recomputed by timm) are dropped; relative-position bias tables are
+        resized to this resolution's windows with timm's own interpolation, as timm does for
+        its pretrained weights. A table whose shape already fits is copied exactly."""
+        from timm.layers import resize_rel_pos_bias_table
+
+        expected = body.state_dict()
+        out: dict[str, Tensor] = {}
+        for key, value in super().adapt_state(state, body).items():
+            key = re.sub(r"^layers\.(\d+)\.", r"layers_\1.", key)
+            if key.endswith(("relative_position_index", "attn_mask")):
+                continue
+            table = key.endswith(".relative_position_bias_table") and key in expected
+            if table and value.shape != expected[key].shape and value.dim() == 2:
+                window = body.get_submodule(key.rpartition(".")[0]).window_size
+                try:
+                    value = resize_rel_pos_bias_table(value, window, tuple(expected[key].shape))
+                except (AssertionError, ValueError, RuntimeError):
+                    pass  # left as it is: the strict check reports the wrong shape
+            out[key] = value
+        return out
 
 
 def read_state_dict(path: Path) -> dict[str, Tensor]:
@@ -262,4 +342,4 @@ def _few(keys: list[str]) -> str:
 
 @hookimpl
 def register_backbones() -> list[type[Backbone]]:
-    return [ResNet18]
+    return [ResNet18, SwinT]

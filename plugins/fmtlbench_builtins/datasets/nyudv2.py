@@ -25,12 +25,9 @@ from fmtlbench.components import Dataset, Params, Split
 from fmtlbench.errors import ConfigError, DataError
 from fmtlbench.tasks import IGNORE, TaskSpec
 
+from .decoding import check_shape, read_ids, read_image, read_npy, unit_normals, variant
 from .scene import render_scene
 
-#: A decoded normal counts as valid only if its length is within this of 1. Zero vectors
-#: (npy) and grey or black fill (png: 127,127,127 in the real frames, 0,0,0 in the twin)
-#: are far outside it; 8-bit quantisation moves the length by at most sqrt(3)/255.
-NORMAL_TOLERANCE = 0.1
 SPLIT_FILES: dict[str, str] = {"train": "train.txt", "test": "val.txt"}
 IMAGE_EXTS = (".png", ".jpg")
 LABEL_EXTS = (".png", ".npy")
@@ -56,47 +53,9 @@ class NYUDv2Params(Params):
 
 
 # --------------------------------------------------------------------------- file decoding
-def _png(path: Path, modes: Sequence[str], convert: str) -> np.ndarray:
-    """Fully decode an image file (PIL is lazy: ``load`` is what detects truncation); images
-    whose mode is not one of ``modes`` are converted to ``convert`` first."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return np.array(img if img.mode in modes else img.convert(convert))
-    except FileNotFoundError:
-        raise DataError(f"missing file {path}") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"cannot decode image {path}: {exc}") from None
-
-
-def _npy(path: Path) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(f"missing file {path}") from None
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"cannot read array file {path}: {exc}") from None
-
-
-def _variant(folder: Path, sample_id: str, exts: Sequence[str]) -> Path:
-    """The file of ``sample_id`` in ``folder`` with the first of ``exts`` that exists."""
-    for ext in exts:
-        path = folder / f"{sample_id}{ext}"
-        if path.is_file():
-            return path
-    tried = ", ".join(str(folder / f"{sample_id}{ext}") for ext in exts)
-    raise DataError(f"missing file for sample {sample_id!r}: none of {tried} exists")
-
-
-def _check(path: Path, array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    if array.shape != shape:
-        raise DataError(f"{path} has shape {array.shape}, expected {shape} (the image's size)")
-    return array
-
-
 def _semseg(path: Path, hw: tuple[int, int]) -> np.ndarray:
     # Label ids are pixel values (or palette indices), never colours: keep single-channel modes.
-    raw = _check(path, _png(path, ("L", "P", "I", "I;16"), "L"), hw)
+    raw = check_shape(path, read_image(path, ("L", "P", "I", "I;16"), "L"), hw)
     if raw.size and (raw.max() > 40 or raw.min() < 0):
         bad = raw.max() if raw.max() > 40 else raw.min()
         raise DataError(f"{path} holds label {bad}; NYUD-v2 labels are 0 (void) .. 40")
@@ -104,25 +63,22 @@ def _semseg(path: Path, hw: tuple[int, int]) -> np.ndarray:
 
 
 def _depth(path: Path, hw: tuple[int, int]) -> np.ndarray:
-    depth = _check(path, _npy(path), hw).astype(np.float32)
+    depth = check_shape(path, read_npy(path), hw).astype(np.float32)
     return np.where(np.isfinite(depth) & (depth > 0), depth, IGNORE).astype(np.float32)
 
 
 def _normals(path: Path, hw: tuple[int, int]) -> np.ndarray:
     if path.suffix == ".png":
-        vec = _check(path, _png(path, ("RGB",), "RGB"), (*hw, 3)).astype(np.float32) * (2 / 255) - 1
-    else:
-        vec = _check(path, _npy(path), (*hw, 3)).astype(np.float32)
-    length = np.linalg.norm(np.nan_to_num(vec, nan=0.0), axis=-1, keepdims=True)
-    valid = np.abs(length - 1) <= NORMAL_TOLERANCE
-    return np.where(valid, vec / np.where(valid, length, 1), IGNORE).astype(np.float32)
+        raw = check_shape(path, read_image(path, ("RGB",), "RGB"), (*hw, 3))
+        return unit_normals(raw.astype(np.float32) * (2 / 255) - 1)
+    return unit_normals(check_shape(path, read_npy(path), (*hw, 3)).astype(np.float32))
 
 
 def _edge(path: Path, hw: tuple[int, int]) -> np.ndarray:
     if path.suffix == ".png":
-        raw = _check(path, _png(path, ("L",), "L"), hw).astype(np.float32) / 255
+        raw = check_shape(path, read_image(path, ("L",), "L"), hw).astype(np.float32) / 255
     else:
-        raw = _check(path, _npy(path), hw).astype(np.float32)
+        raw = check_shape(path, read_npy(path), hw).astype(np.float32)
     return (raw > 0.5).astype(np.float32)
 
 
@@ -148,18 +104,27 @@ class NYUDv2(Dataset):
         "normals": TaskSpec("normals", channels=3),
         "edge": TaskSpec("edge", channels=1, pos_weight=0.8),
     }
+    expected_sizes: ClassVar[dict[str, int]] = {"train": 795, "test": 654}
+    #: The multi-task archive most code bases use (it unpacks to ``NYUD_MT/``, renamed to
+    #: ``folder`` by ``fmtlbench data download``); its checksum is not published.
+    archive_url: ClassVar[str | None] = (
+        "https://data.vision.ee.ethz.ch/kmaninis/share/MTL/NYUD_MT.tgz"
+    )
+    archive_sha256: ClassVar[str | None] = None
+    #: Folders ``fmtlbench data verify`` expects before it looks at single files.
+    layout: ClassVar[tuple[str, ...]] = (
+        "gt_sets",
+        "images",
+        "segmentation",
+        "depth",
+        "normals",
+        "edge",
+    )
 
     def ids(self, split: Split) -> list[str]:
         if split not in SPLIT_FILES:
             raise ConfigError(f"unknown split {split!r}; choose one of {sorted(SPLIT_FILES)}")
-        path = self.root / "gt_sets" / SPLIT_FILES[split]
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            raise DataError(f"missing split file {path} (the {split!r} split)") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DataError(f"cannot read split file {path}: {exc}") from None
-        return [line.strip() for line in lines if line.strip()]
+        return read_ids(self.root / "gt_sets" / SPLIT_FILES[split], split)
 
     def read(self, sample_id: str, tasks: Sequence[str]) -> dict[str, np.ndarray]:
         unknown = [task for task in tasks if task not in self.tasks]
@@ -167,13 +132,13 @@ class NYUDv2(Dataset):
             raise ConfigError(
                 f"dataset 'nyudv2' has no task {unknown[0]!r}; its tasks: {', '.join(self.tasks)}"
             )
-        path = _variant(self.root / "images", sample_id, IMAGE_EXTS)
-        image = _png(path, ("RGB",), "RGB")
+        path = variant(self.root / "images", sample_id, IMAGE_EXTS)
+        image = read_image(path, ("RGB",), "RGB")
         out = {"image": np.ascontiguousarray(image, dtype=np.uint8)}
         hw = image.shape[:2]
         for task in tasks:
             folder, exts, decode = LABELS[task]
-            out[task] = decode(_variant(self.root / folder, sample_id, exts), hw)
+            out[task] = decode(variant(self.root / folder, sample_id, exts), hw)
         return out
 
     # ----------------------------------------------------------------------- the twin

@@ -5,14 +5,17 @@ models; algorithms then exchange the encoder only (the "-E" variants) or the dec
 tasks clients share. Each decoder projects every encoder scale with a 1x1 "skip" conv, then
 walks from the coarsest scale to the finest: upsample, concatenate the skip, a few 3x3
 conv-BN-ReLU layers; finally it upsamples to full resolution and a 1x1 head predicts the task's
-channels. With the default widths and three 3x3 layers per stage, four NYUD tasks on resnet18
-give 26.44 M decoder parameters, within 1% of the 26.21 M the study reports.
+channels. Widths and layers per stage default to the backbone's ``decoder_hints`` (the study's
+shapes): ResNet widths [64, 128, 256, 256, 512] with three 3x3 layers per stage give 26.44 M
+decoder parameters for four NYUD tasks (study: 26.21 M); Swin widths [96, 192, 384, 768] with
+2, 2 and 6 layers in the three stages, then one final upsampling from stride 4, give 52.26 M
+(study: 52.28 M).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -24,17 +27,64 @@ from fmtlbench.components import Decoder, Params
 from fmtlbench.errors import ConfigError
 from fmtlbench.tasks import TaskSpec
 
+#: Layers per stage when neither the parameters nor the backbone say.
+DEFAULT_CONVS = 3
 
-class MultiDecoderParams(Params):
-    """Shape of each task's decoder."""
 
-    widths: tuple[PositiveInt, ...] = Field(
-        (64, 128, 256, 256, 512),
+class UNetParams(Params):
+    """Shape of a U-Net-like decoder; unset fields follow the backbone's ``decoder_hints``."""
+
+    widths: tuple[PositiveInt, ...] | None = Field(
+        None,
         min_length=1,
         description="decoder channels at each encoder scale, finest first, one per scale "
-        "(default: the study's ResNet widths)",
+        "(default: the backbone's hint, e.g. the study's ResNet or Swin widths; else the "
+        "encoder's channels)",
     )
-    convs: PositiveInt = Field(3, description="3x3 conv-BN-ReLU layers per upsampling stage")
+    convs: PositiveInt | tuple[PositiveInt, ...] | None = Field(
+        None,
+        description="3x3 layers per upsampling stage: one number for all stages or one per "
+        f"stage, finest first (default: the backbone's hint, else {DEFAULT_CONVS})",
+    )
+
+
+def unet_shape(
+    params: UNetParams,
+    channels: Sequence[int],
+    hints: Mapping[str, Any] | None,
+    who: str,
+) -> tuple[list[int], list[int]]:
+    """Widths per scale and 3x3 layers per stage (one stage fewer than scales), checked.
+
+    Explicit parameters win over the backbone's hints, which win over the fallbacks, so a
+    user can always override the study's shape and a third-party backbone without hints works.
+    """
+    hints = hints or {}
+    widths = list(params.widths or hints.get("widths") or channels)
+    if len(widths) != len(channels):
+        raise ConfigError(
+            f"{who} decoder: widths has {len(widths)} entries but the backbone gives "
+            f"{len(channels)} feature scales (channels {list(channels)}); set "
+            "arch.params.widths to one value per scale"
+        )
+    convs = params.convs if params.convs is not None else hints.get("convs", DEFAULT_CONVS)
+    stages = len(widths) - 1
+    per_stage = [int(convs)] * stages if isinstance(convs, int) else [int(c) for c in convs]
+    if len(per_stage) != stages or min(per_stage, default=1) < 1:
+        raise ConfigError(
+            f"{who} decoder: convs {convs!r} must be one positive number or {stages} of them "
+            f"(one per upsampling stage); set arch.params.convs"
+        )
+    return widths, per_stage
+
+
+def check_tasks(tasks: Mapping[str, TaskSpec], who: str) -> None:
+    """Task names become module names and key segments: they must be non-empty, dot-free."""
+    if not tasks:
+        raise ConfigError(f"{who} decoder: no tasks to decode")
+    bad = [name for name in tasks if not name or "." in name]
+    if bad:
+        raise ConfigError(f"{who} decoder: task names {bad} cannot be module names")
 
 
 class ConvNormAct(nn.Sequential):
@@ -51,7 +101,12 @@ class TaskDecoder(nn.Module):
     """One task's U-Net-like decoder over a feature pyramid (finest scale first)."""
 
     def __init__(
-        self, channels: Sequence[int], widths: Sequence[int], convs: int, finest: int, out: int
+        self,
+        channels: Sequence[int],
+        widths: Sequence[int],
+        convs: Sequence[int],
+        finest: int,
+        out: int,
     ) -> None:
         super().__init__()
         self.finest = finest
@@ -62,7 +117,7 @@ class TaskDecoder(nn.Module):
         self.stages = nn.ModuleList(
             nn.Sequential(
                 ConvNormAct(widths[i + 1] + widths[i], widths[i]),
-                *(ConvNormAct(widths[i], widths[i]) for _ in range(convs - 1)),
+                *(ConvNormAct(widths[i], widths[i]) for _ in range(convs[i] - 1)),
             )
             for i in range(len(widths) - 1)
         )
@@ -102,30 +157,34 @@ class TaskDecoders(nn.ModuleDict):
             raise KeyError(f"{key!r} is not an entry of the md decoder (tasks {list(self)})")
         return "task" if rest.startswith("head.") else "decoder"
 
+    def task_of(self, key: str) -> str:
+        """Every entry belongs to one task: its first key segment."""
+        task, _, rest = key.partition(".")
+        if task not in self or not rest:
+            raise KeyError(f"{key!r} is not an entry of the md decoder (tasks {list(self)})")
+        return task
+
 
 class MultiDecoder(Decoder):
     """Multi-decoder (MD): one U-Net-like decoder and 1x1 head per task."""
 
     name = "md"
-    Params: ClassVar[type[Params]] = MultiDecoderParams
+    Params: ClassVar[type[Params]] = UNetParams
 
     def build(
-        self, channels: Sequence[int], reductions: Sequence[int], tasks: dict[str, TaskSpec]
+        self,
+        channels: Sequence[int],
+        reductions: Sequence[int],
+        tasks: dict[str, TaskSpec],
+        *,
+        hints: Mapping[str, Any] | None = None,
     ) -> TaskDecoders:
-        widths = list(self.params.widths)
-        if len(widths) != len(channels) or len(channels) != len(reductions):
-            raise ConfigError(
-                f"md decoder: widths has {len(widths)} entries but the backbone gives "
-                f"{len(channels)} feature scales (channels {list(channels)}); set "
-                "decoder widths to one value per scale"
-            )
-        if not tasks:
-            raise ConfigError("md decoder: no tasks to decode")
-        bad = [name for name in tasks if not name or "." in name]
-        if bad:
-            raise ConfigError(f"md decoder: task names {bad} cannot be module names")
+        widths, convs = unet_shape(self.params, channels, hints, "md")
+        if len(channels) != len(reductions):
+            raise ConfigError(f"md decoder: {len(channels)} channels but {len(reductions)} strides")
+        check_tasks(tasks, "md")
         decoders = {
-            name: TaskDecoder(channels, widths, self.params.convs, reductions[0], spec.channels)
+            name: TaskDecoder(channels, widths, convs, reductions[0], spec.channels)
             for name, spec in tasks.items()
         }
         return TaskDecoders(decoders, scales=len(channels))

@@ -1,0 +1,71 @@
+"""FedAMP: attention weights, personalised cloud models and the proximal pull, by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from fmtlbench_builtins.algorithms.fedamp import FedAMP
+from toy_clients import Live, make, updates
+
+
+def clients() -> list[dict[str, torch.Tensor]]:
+    # squared distances: |w0 - w1|^2 = 1, |w0 - w2|^2 = 4, |w1 - w2|^2 = 5
+    return [
+        {"encoder.w": torch.tensor([0.0, 0.0]), "decoder.x": torch.tensor([1.0])},
+        {"encoder.w": torch.tensor([1.0, 0.0])},
+        {"encoder.w": torch.tensor([0.0, 2.0]), "decoder.x": torch.tensor([3.0])},
+    ]
+
+
+def test_attention_weights_and_cloud_models_by_hand():
+    states = clients()
+    fedamp = make(FedAMP, states, alpha=0.5, sigma=2.0)
+    payloads = fedamp.aggregate(1, updates(states))
+    # xi_ij = alpha * A'(d^2) = (alpha / sigma) * exp(-d^2 / sigma)
+    x01, x02, x12 = 0.25 * math.exp(-0.5), 0.25 * math.exp(-2.0), 0.25 * math.exp(-2.5)
+    expected = torch.tensor(
+        [[1 - x01 - x02, x01, x02], [x01, 1 - x01 - x12, x12], [x02, x12, 1 - x02 - x12]],
+        dtype=torch.float64,
+    )
+    assert torch.allclose(fedamp.xi, expected)
+    assert torch.allclose(payloads[0]["encoder.w"], torch.tensor([x01, 2 * x02]))
+    assert torch.allclose(payloads[1]["encoder.w"], torch.tensor([1 - x01 - x12, 2 * x12]))
+    # decoder.x is held by clients 0 and 2 only: their weights renormalised
+    x00 = 1 - x01 - x02
+    assert payloads[0]["decoder.x"].item() == pytest.approx((x00 * 1 + x02 * 3) / (x00 + x02))
+    assert "decoder.x" not in payloads[1]
+
+
+def test_too_large_a_step_is_capped_to_a_convex_combination():
+    near = [{"encoder.w": torch.tensor([0.0, float(k) * 1e-3])} for k in range(3)]
+    fedamp = make(FedAMP, near, alpha=1.0, sigma=1.0)
+    payloads = fedamp.aggregate(1, updates(near))
+    # xi_ij ~ exp(0) = 1 for both others: the row sums past 1, so they are halved, xi_ii = 0
+    half = torch.tensor([[0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.5, 0.5, 0.0]], dtype=torch.float64)
+    assert torch.allclose(fedamp.xi, half, atol=1e-5)
+    assert torch.allclose(payloads[0]["encoder.w"], torch.tensor([0.0, 1.5e-3]), atol=1e-8)
+
+
+def test_distant_models_get_no_attention():
+    far = [{"encoder.w": torch.tensor([10.0 * k, 0.0])} for k in range(3)]
+    payloads = make(FedAMP, far).aggregate(1, updates(far))
+    for k in range(3):  # exp(-100) ~ 4e-44: u_i = w_i (full personalisation)
+        assert torch.allclose(payloads[k]["encoder.w"], far[k]["encoder.w"], atol=1e-30)
+
+
+def test_proximal_term_has_the_gradient_lambda_over_alpha_times_w_minus_u():
+    states = clients()
+    fedamp = make(FedAMP, states, alpha=0.5, sigma=2.0, lam=3.0)
+    payloads = fedamp.aggregate(1, updates(states))
+    anchor = fedamp.context(0)
+    assert anchor["encoder.w"] is payloads[0]["encoder.w"]  # not downloaded twice
+    w = torch.tensor([2.0, -1.0])
+    live = Live({"encoder.w": w, "decoder.x": torch.tensor([0.0])})
+    loss = fedamp.client_loss(live.view(), anchor)
+    loss.backward()
+    u = payloads[0]["encoder.w"]
+    assert torch.allclose(live.p0.grad, 3.0 / 0.5 * (w - u))
+    expected_x = 3.0 / 0.5 * (0.0 - payloads[0]["decoder.x"])
+    assert torch.allclose(live.p1.grad, expected_x)
