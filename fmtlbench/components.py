@@ -8,6 +8,7 @@ command runs, and ``fmtlbench --help`` has to stay fast.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -235,11 +236,19 @@ class Algorithm(Component):
         """Receive the initial client states and their group tags before round 0."""
         self.clients = list(clients)
         self.groups = list(groups)
+        #: How many clients hold each exchange name.
+        self.holders = Counter(name for tags in self.groups for name in tags)
 
     def exchanged_keys(self, client: int) -> list[str]:
-        """State-dict keys client ``client`` sends up each round (default: the shared groups)."""
+        """Exchange names client ``client`` sends up each round: by default the entries of the
+        groups ``share`` selects that at least one other client also holds (an entry nobody
+        else has would only travel to the server and back unchanged)."""
         shared = SHARED_GROUPS[getattr(self.params, "share", "all")]
-        return [key for key, group in self.groups[client].items() if group in shared]
+        return [
+            name
+            for name, group in self.groups[client].items()
+            if group in shared and self.holders[name] > 1
+        ]
 
     def context(self, client: int) -> Any:
         """Data sent down with a client's job and handed to ``client_loss`` (default none)."""

@@ -99,6 +99,17 @@ class Federation:
     #: Per client: exchange name -> parameter group.
     groups: list[dict[str, str]] = field(default_factory=list)
 
+    def attach(self, algorithm: Algorithm) -> None:
+        """Hand the clients' current exchangeable entries to ``algorithm`` and refuse, with a
+        clear message, a run in which it would combine entries of different shapes."""
+        self.algorithm = algorithm
+        states = [self.exchangeable(k) for k in range(len(self.clients))]
+        algorithm.setup([c.info for c in self.clients], states, self.groups)
+        check_shapes(
+            [{n: tuple(t.shape) for n, t in s.items()} for s in states],
+            [algorithm.exchanged_keys(k) for k in range(len(self.clients))],
+        )
+
     def exchangeable(self, k: int) -> State:
         """Client ``k``'s exchangeable entries under their exchange names."""
         return {name: self.states[k][key] for key, name in self.names[k].items()}
@@ -234,10 +245,5 @@ def build_federation(config: RunConfig, registry: Registry) -> Federation:
     fed.groups = [
         {name: tags[k][key] for key, name in fed.names[k].items()} for k in range(len(clients))
     ]
-    states = [fed.exchangeable(k) for k in range(len(clients))]
-    fed.algorithm.setup([c.info for c in clients], states, fed.groups)
-    check_shapes(
-        [{n: tuple(t.shape) for n, t in s.items()} for s in states],
-        [fed.algorithm.exchanged_keys(k) for k in range(len(clients))],
-    )
+    fed.attach(fed.algorithm)
     return fed

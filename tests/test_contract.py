@@ -32,7 +32,6 @@ from fmtlbench.components import Algorithm, Backbone, ClientInfo, Params, Update
 from fmtlbench.config import build_config
 from fmtlbench.engine import Engine
 from fmtlbench.errors import IncompatibleError
-from fmtlbench.exchange import check_shapes
 from fmtlbench.federation import Federation, build_federation
 from fmtlbench.registry import build_registry
 
@@ -135,13 +134,8 @@ def federation(arch: str, scenario: str, tmp) -> Federation:
 def attach(fed: Federation, algorithm: Algorithm) -> Federation:
     """A fresh copy of ``fed`` at its initial states, run by ``algorithm`` (what
     ``build_federation`` does after building the clients)."""
-    clone = dataclasses.replace(fed, algorithm=algorithm, states=[dict(s) for s in fed.states])
-    states = [clone.exchangeable(k) for k in range(len(clone.clients))]
-    algorithm.setup([c.info for c in clone.clients], states, clone.groups)
-    check_shapes(
-        [{n: tuple(t.shape) for n, t in s.items()} for s in states],
-        [algorithm.exchanged_keys(k) for k in range(len(states))],
-    )
+    clone = dataclasses.replace(fed, states=[dict(s) for s in fed.states])
+    clone.attach(algorithm)
     return clone
 
 
