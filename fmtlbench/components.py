@@ -163,6 +163,8 @@ class Executor(Component):
 # --------------------------------------------------------------------------- algorithms
 #: Parameter groups every model entry is tagged with (see ``fmtlbench.model``).
 GROUPS = ("encoder", "encoder.stats", "decoder", "decoder.stats", "task")
+#: Groups that hold trainable parameters; the ``.stats`` groups hold buffers only.
+PARAMETER_GROUPS = ("encoder", "decoder", "task")
 #: Which groups a ``share`` choice exchanges; "-E" variants use ``share="encoder"``.
 SHARED_GROUPS: dict[str, frozenset[str]] = {
     "all": frozenset(GROUPS),
@@ -248,6 +250,13 @@ class Algorithm(Component):
             name
             for name, group in self.groups[client].items()
             if group in shared and self.holders[name] > 1
+        ]
+
+    def exchanged_parameters(self, client: int) -> list[str]:
+        """The exchanged entries of ``client`` that are trainable parameters (statistics carry
+        no gradient, so client-side terms such as FedProx's pull only on these)."""
+        return [
+            n for n in self.exchanged_keys(client) if self.groups[client][n] in PARAMETER_GROUPS
         ]
 
     def context(self, client: int) -> Any:

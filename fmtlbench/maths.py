@@ -248,3 +248,9 @@ def cagrad_coefficients(
     gw_norm = max(float(w @ gm @ w), 0.0) ** 0.5
     extra = c * g0_norm / gw_norm * w if gw_norm > 0 else torch.zeros_like(w)
     return (p + extra) / (1 + c**2)
+
+
+def squared_distance(live: State, anchors: State) -> torch.Tensor:
+    """``sum_n ||live[n] - anchors[n]||^2`` over the names of ``anchors``, differentiable in
+    ``live`` (the proximal and attention terms of FedProx and FedAMP)."""
+    return sum(((live[n] - anchor) ** 2).sum() for n, anchor in anchors.items())

@@ -16,12 +16,10 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fmtlbench.components import GROUPS, Backbone, Decoder
+from fmtlbench.components import GROUPS, PARAMETER_GROUPS, Backbone, Decoder
 from fmtlbench.errors import ConfigError, RegistryError
 from fmtlbench.tasks import TaskSpec
 
-#: Groups that hold trainable parameters; the ``.stats`` groups hold buffers only.
-PARAMETER_GROUPS = ("encoder", "decoder", "task")
 #: Groups a decoder's ``group_of`` may give its parameters.
 DECODER_PARAMETER_GROUPS = frozenset({"decoder", "task"})
 #: Tasks whose prediction is a direction: the model returns unit vectors (SPEC section 4).

@@ -10,25 +10,19 @@ worst-off client. Its dual gives simplex weights w minimising ``g_w . g0 + c |g0
 work out unchanged for updates instead of gradients: every quantity above is invariant to
 flipping all vectors. ``c = 0`` gives exactly FedAvg's step.
 
-Entries not every client holds (decoders of tasks only some clients have) and normalisation
-statistics (not a descent direction) are averaged among their holders, as FedAvg does.
+The global model, the updates and the payloads are handled by
+``fmtlbench.global_step.GlobalStepAlgorithm``; this module only computes the coefficients.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
-from typing import Any
 
 import torch
 from pydantic import Field
 
 from fmtlbench import hookimpl
-from fmtlbench.components import Algorithm, AlgorithmParams, ClientInfo, Update
-from fmtlbench.errors import IncompatibleError
-from fmtlbench.maths import cagrad_coefficients, combine, common_keys, gram_of, weighted_mean
-from fmtlbench.model import PARAMETER_GROUPS
-
-State = dict[str, torch.Tensor]
+from fmtlbench.components import Algorithm, AlgorithmParams
+from fmtlbench.global_step import GlobalStepAlgorithm
+from fmtlbench.maths import cagrad_coefficients
 
 
 class CAGradParams(AlgorithmParams):
@@ -39,51 +33,14 @@ class CAGradParams(AlgorithmParams):
     )
 
 
-class CAGrad(Algorithm):
+class CAGrad(GlobalStepAlgorithm):
     """Server-side CAGrad: a conflict-averse step from the client updates, applied globally."""
 
     name = "cagrad"
     Params = CAGradParams
 
-    def setup(
-        self,
-        clients: Sequence[ClientInfo],
-        states: Sequence[State],
-        groups: Sequence[dict[str, str]],
-    ) -> None:
-        super().setup(clients, states, groups)
-        sent = [{n: states[k][n] for n in self.exchanged_keys(k)} for k in range(len(states))]
-        self.common = [n for n in common_keys(sent) if self.groups[0][n] in PARAMETER_GROUPS]
-        if not self.common:
-            raise IncompatibleError(
-                f"{self.name} combines client updates over parameters every client holds, and "
-                f"these clients share none under share={self.params.share}; use fedavg"
-            )
-        uniform = [1.0 / len(sent)] * len(sent)
-        self.global_ = weighted_mean([{n: s[n] for n in self.common} for s in sent], uniform)
-
-    def aggregate(self, round: int, updates: Sequence[Update]) -> dict[int, State]:
-        states = [u.state for u in updates]
-        weights = self.weights(updates)
-        gram = gram_of(states, self.common, self.global_)
-        step = cagrad_coefficients(gram, weights, self.params.c)
-        self.global_ = combine(states, step, self.common, self.global_, self.global_)
-        return self.payloads(updates, weights)
-
-    def payloads(self, updates: Sequence[Update], weights: Sequence[float]) -> dict[int, State]:
-        """The global parameters, and holder means of everything else, for every client."""
-        common = set(self.common)
-        rest = weighted_mean(
-            [{n: v for n, v in u.state.items() if n not in common} for u in updates], weights
-        )
-        table = {**rest, **self.global_}
-        return {u.client: {n: table[n] for n in self.exchanged_keys(u.client)} for u in updates}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"global": self.global_}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.global_ = dict(state["global"])
+    def coefficients(self, round: int, gram: torch.Tensor, weights: list[float]) -> torch.Tensor:
+        return cagrad_coefficients(gram, weights, self.params.c)
 
 
 @hookimpl

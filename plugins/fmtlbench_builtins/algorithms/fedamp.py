@@ -27,11 +27,17 @@ import torch
 from pydantic import Field
 
 from fmtlbench import hookimpl
-from fmtlbench.components import Algorithm, ClientInfo, Params, Update
+from fmtlbench.components import PARAMETER_GROUPS, Algorithm, ClientInfo, Params, Update
 from fmtlbench.errors import IncompatibleError
 from fmtlbench.exchange import ExchangeView
-from fmtlbench.maths import common_keys, gram_of, mix, squared_distances, weighted_mean
-from fmtlbench.model import PARAMETER_GROUPS
+from fmtlbench.maths import (
+    common_keys,
+    gram_of,
+    mix,
+    squared_distance,
+    squared_distances,
+    weighted_mean,
+)
 
 State = dict[str, torch.Tensor]
 
@@ -84,15 +90,9 @@ class FedAMP(Algorithm):
                 f"clients share none under share={self.params.share}; use fedavg or local"
             )
         self.anchors: list[State] = [
-            {n: exchanged[k][n] for n in self.pulled(k)} for k in range(len(states))
+            {n: exchanged[k][n] for n in self.exchanged_parameters(k)} for k in range(len(states))
         ]
         self.xi = torch.eye(len(states), dtype=torch.float64)
-
-    def pulled(self, client: int) -> list[str]:
-        """Exchanged trainable parameters of ``client`` (statistics have no gradient)."""
-        return [
-            n for n in self.exchanged_keys(client) if self.groups[client][n] in PARAMETER_GROUPS
-        ]
 
     def context(self, client: int) -> State:
         return self.anchors[client]
@@ -100,9 +100,8 @@ class FedAMP(Algorithm):
     def client_loss(self, view: ExchangeView, context: Any) -> torch.Tensor | None:
         if not context or self.params.lam == 0:
             return None
-        live = view.parameters()
-        total = sum(((live[n] - anchor) ** 2).sum() for n, anchor in context.items())
-        return self.params.lam / (2 * self.params.alpha) * total
+        scale = self.params.lam / (2 * self.params.alpha)
+        return scale * squared_distance(view.parameters(), context)
 
     def aggregate(self, round: int, updates: Sequence[Update]) -> dict[int, State]:
         states = [u.state for u in updates]
@@ -114,7 +113,9 @@ class FedAMP(Algorithm):
         payloads = {u.client: clouds[i] for i, u in enumerate(updates)}
         for update in updates:
             k = update.client
-            self.anchors[k] = {n: payloads[k][n] for n in self.pulled(k) if n in payloads[k]}
+            self.anchors[k] = {
+                n: payloads[k][n] for n in self.exchanged_parameters(k) if n in payloads[k]
+            }
         return payloads
 
     def cloud_models(self, states: Sequence[State]) -> list[State]:

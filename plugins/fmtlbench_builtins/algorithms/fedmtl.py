@@ -28,11 +28,17 @@ import torch
 from pydantic import Field
 
 from fmtlbench import hookimpl
-from fmtlbench.components import SHARED_GROUPS, Algorithm, ClientInfo, Params, Update
+from fmtlbench.components import (
+    PARAMETER_GROUPS,
+    SHARED_GROUPS,
+    Algorithm,
+    ClientInfo,
+    Params,
+    Update,
+)
 from fmtlbench.errors import IncompatibleError
 from fmtlbench.exchange import ExchangeView
 from fmtlbench.maths import common_keys, gram_of
-from fmtlbench.model import PARAMETER_GROUPS
 
 State = dict[str, torch.Tensor]
 

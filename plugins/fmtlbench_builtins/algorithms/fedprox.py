@@ -20,8 +20,7 @@ from pydantic import Field
 from fmtlbench import hookimpl
 from fmtlbench.components import Algorithm, AlgorithmParams, ClientInfo, Update
 from fmtlbench.exchange import ExchangeView
-from fmtlbench.maths import weighted_mean
-from fmtlbench.model import PARAMETER_GROUPS
+from fmtlbench.maths import squared_distance, weighted_mean
 
 State = dict[str, torch.Tensor]
 
@@ -51,13 +50,7 @@ class FedProx(Algorithm):
     ) -> None:
         super().setup(clients, states, groups)
         self.anchors: list[State] = [
-            {n: states[k][n] for n in self.anchored(k)} for k in range(len(clients))
-        ]
-
-    def anchored(self, client: int) -> list[str]:
-        """Exchanged trainable parameters of ``client`` (statistics have no gradient)."""
-        return [
-            n for n in self.exchanged_keys(client) if self.groups[client][n] in PARAMETER_GROUPS
+            {n: states[k][n] for n in self.exchanged_parameters(k)} for k in range(len(clients))
         ]
 
     def context(self, client: int) -> State:
@@ -66,9 +59,7 @@ class FedProx(Algorithm):
     def client_loss(self, view: ExchangeView, context: Any) -> torch.Tensor | None:
         if not context or self.params.mu == 0:
             return None
-        live = view.parameters()
-        total = sum(((live[n] - anchor) ** 2).sum() for n, anchor in context.items())
-        return 0.5 * self.params.mu * total
+        return 0.5 * self.params.mu * squared_distance(view.parameters(), context)
 
     def aggregate(self, round: int, updates: Sequence[Update]) -> dict[int, State]:
         mean = weighted_mean([u.state for u in updates], self.weights(updates))
@@ -77,7 +68,7 @@ class FedProx(Algorithm):
             for u in updates
         }
         for k, payload in payloads.items():
-            self.anchors[k] = {n: payload[n] for n in self.anchored(k) if n in payload}
+            self.anchors[k] = {n: payload[n] for n in self.exchanged_parameters(k) if n in payload}
         return payloads
 
     def state_dict(self) -> dict[str, Any]:

@@ -1,0 +1,70 @@
+"""Server-side methods that move one global model by a combination of the client updates.
+
+PCGrad and CAGrad treat clients as tasks: the server keeps the global parameters g every client
+starts its round from, measures each update ``Delta_k = w_k - g`` against exactly that base
+(never a stale one), and moves g by ``sum_k a_k Delta_k`` with coefficients computed from the
+K x K Gram matrix of the updates. Only the coefficients differ between the methods; the rest
+lives here. Entries not every client holds and normalisation statistics (not a descent
+direction) are averaged among their holders, as FedAvg does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from fmtlbench.components import PARAMETER_GROUPS, Algorithm, ClientInfo, Update
+from fmtlbench.errors import IncompatibleError
+from fmtlbench.maths import combine, common_keys, gram_of, weighted_mean
+
+State = dict[str, torch.Tensor]
+
+
+class GlobalStepAlgorithm(Algorithm):
+    """Base of algorithms whose server step is ``g <- g + sum_k a_k (w_k - g)``."""
+
+    def coefficients(self, round: int, gram: torch.Tensor, weights: list[float]) -> torch.Tensor:
+        """The K coefficients ``a_k`` of this round, from the updates' Gram matrix."""
+        raise NotImplementedError
+
+    def setup(
+        self,
+        clients: Sequence[ClientInfo],
+        states: Sequence[State],
+        groups: Sequence[dict[str, str]],
+    ) -> None:
+        super().setup(clients, states, groups)
+        sent = [{n: states[k][n] for n in self.exchanged_keys(k)} for k in range(len(states))]
+        self.common = [n for n in common_keys(sent) if self.groups[0][n] in PARAMETER_GROUPS]
+        if not self.common:
+            raise IncompatibleError(
+                f"{self.name} combines client updates over parameters every client holds, and "
+                f"these clients share none under share={self.params.share}; use fedavg"
+            )
+        uniform = [1.0 / len(sent)] * len(sent)
+        self.global_ = weighted_mean([{n: s[n] for n in self.common} for s in sent], uniform)
+
+    def aggregate(self, round: int, updates: Sequence[Update]) -> dict[int, State]:
+        states = [u.state for u in updates]
+        weights = self.weights(updates)
+        gram = gram_of(states, self.common, self.global_)
+        step = self.coefficients(round, gram, weights)
+        self.global_ = combine(states, step, self.common, self.global_, self.global_)
+        return self.payloads(updates, weights)
+
+    def payloads(self, updates: Sequence[Update], weights: Sequence[float]) -> dict[int, State]:
+        """The global parameters, and holder means of everything else, for every client."""
+        common = set(self.common)
+        rest = weighted_mean(
+            [{n: v for n, v in u.state.items() if n not in common} for u in updates], weights
+        )
+        table = {**rest, **self.global_}
+        return {u.client: {n: table[n] for n in self.exchanged_keys(u.client)} for u in updates}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"global": self.global_}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.global_ = dict(state["global"])
