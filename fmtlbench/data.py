@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from fmtlbench.atomic import atomic_folder
 from fmtlbench.components import Dataset, Params
 from fmtlbench.config import DataConfig, describe_validation_error
 from fmtlbench.errors import ConfigError, DataError
@@ -54,17 +52,12 @@ def ensure_twin(cls: type[Dataset], params: Params, cache_dir: Path, seed: int =
     target = twin_dir(cls, params, cache_dir, seed)
     if target.is_dir():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent))
     try:
-        cls.synthesize(scratch / cls.folder, params, seed)
-        try:
-            os.replace(scratch / cls.folder, target)
-        except OSError:
-            if not target.is_dir():  # another process may have won the race
-                raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        with atomic_folder(target) as scratch:
+            cls.synthesize(scratch, params, seed)
+    except (OSError, DataError):
+        if not target.is_dir():  # another process may have won the race
+            raise
     return target
 
 

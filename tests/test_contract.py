@@ -6,8 +6,7 @@ on tiny synthetic data, for both architectures and three scenarios: one dataset 
 multi-task clients (iid1), single-task clients whose decoder bodies are exchanged (niid2), and
 two datasets with different task sets (niid6). A cell passes when the run finishes with finite
 losses and states and the algorithm's server state survives a checkpoint, or when setup
-refuses the clients with a clear ``IncompatibleError``. Components other engineers are still
-writing are skipped by name until they exist.
+refuses the clients with a clear ``IncompatibleError``.
 
 The encoder is a real but tiny conv pyramid registered for these tests only (in a registry of
 their own): what is checked is the algorithms, and with a ResNet-18 encoder the server maths
@@ -90,20 +89,6 @@ TINY_DECODER = {"widths": [8, 8, 8, 8, 8], "convs": 1, "code_dim": 8, "mlp_layer
 TWIN = {"twin_train": 24, "twin_test": 4, "twin_height": 48, "twin_width": 64}
 
 
-def missing(arch: str, scenario: str) -> str | None:
-    """What is not installed yet for this cell, said by name (None when all is there)."""
-    broken = {p.name: p.error for p in REGISTRY.plugins if p.error}
-    if arch not in REGISTRY.names("decoder"):
-        return f"decoder '{arch}' is not installed ({broken.get(arch, 'no plugin provides it')})"
-    if scenario not in REGISTRY.names("scenario"):
-        return f"scenario '{scenario}' is not registered yet"
-    for group in REGISTRY.get("scenario", scenario).groups:
-        if group.dataset not in REGISTRY.names("dataset"):
-            why = broken.get(group.dataset, "no plugin provides it")
-            return f"dataset '{group.dataset}' of {scenario} is not installed ({why})"
-    return None
-
-
 _BUILT: dict[tuple[str, str], Federation] = {}
 
 
@@ -178,9 +163,6 @@ def check_checkpoint(fed: Federation, infos: list[ClientInfo], initial: list) ->
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("name", ALGORITHMS)
 def test_two_rounds_on_tiny_data(name: str, arch: str, scenario: str, tmp_path_factory) -> None:
-    absent = missing(arch, scenario)
-    if absent:
-        pytest.skip(absent)
     base = federation(arch, scenario, tmp_path_factory.getbasetemp())
     cls = REGISTRY.get("algorithm", name)
     try:

@@ -157,9 +157,6 @@ def test_every_builtin_scenario_runs_one_round_of_fedavg_e(name, tmp_path):
     from fmtlbench.federation import build_federation
 
     registry = load_registry()
-    spec = registry.get("scenario", name)
-    if PASCAL in {g.dataset for g in spec.groups} and PASCAL not in registry.names("dataset"):
-        pytest.skip("the pascal-context dataset plugin is not written yet")
     config = build_config(
         None,
         tiny_overrides(

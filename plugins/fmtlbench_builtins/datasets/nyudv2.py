@@ -9,9 +9,6 @@ two real frames in ``../shared/realdata``.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -21,6 +18,7 @@ from PIL import Image
 from pydantic import Field, model_validator
 
 from fmtlbench import hookimpl
+from fmtlbench.atomic import atomic_folder
 from fmtlbench.components import Dataset, Params, Split
 from fmtlbench.errors import ConfigError, DataError
 from fmtlbench.tasks import IGNORE, TaskSpec
@@ -151,16 +149,9 @@ class NYUDv2(Dataset):
         """
         if not isinstance(params, NYUDv2Params):
             raise ConfigError(f"nyudv2.synthesize needs NYUDv2.Params, got {type(params).__name__}")
-        out = Path(out)
-        if out.exists():
-            raise DataError(f"twin folder {out} already exists; delete it to regenerate")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-        try:
+        with atomic_folder(Path(out)) as scratch:
+            scratch.mkdir()
             _write_twin(scratch, params, seed)
-            os.replace(scratch, out)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _write_twin(root: Path, params: NYUDv2Params, seed: int) -> None:

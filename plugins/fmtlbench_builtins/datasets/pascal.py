@@ -12,9 +12,6 @@ files, ``.mat`` structs included, so twins go through exactly the reader real da
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -24,6 +21,7 @@ from PIL import Image
 from pydantic import Field, model_validator
 
 from fmtlbench import hookimpl
+from fmtlbench.atomic import atomic_folder
 from fmtlbench.components import Dataset, Params, Split
 from fmtlbench.errors import ConfigError, DataError
 from fmtlbench.tasks import IGNORE, TaskSpec
@@ -141,16 +139,9 @@ class PascalContext(Dataset):
             raise ConfigError(
                 f"pascal-context.synthesize needs PascalContext.Params, got {type(params).__name__}"
             )
-        out = Path(out)
-        if out.exists():
-            raise DataError(f"twin folder {out} already exists; delete it to regenerate")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-        try:
+        with atomic_folder(Path(out)) as scratch:
+            scratch.mkdir()
             _write_twin(scratch, params, seed)
-            os.replace(scratch, out)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- task readers
