@@ -13,6 +13,7 @@ codecarbon *estimates* CPU power from CPU load and an assumed TDP and RAM power 
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from importlib.metadata import version
@@ -73,6 +74,8 @@ class EnergyMeter:
         if not self.enabled or self._running:
             return
         os.environ.setdefault("CODECARBON_LOG_LEVEL", "error")
+        # its configuration messages are logged before log_level applies: quiet the logger
+        logging.getLogger("codecarbon").setLevel(logging.ERROR)
         from codecarbon import OfflineEmissionsTracker
 
         self._tracker = OfflineEmissionsTracker(
