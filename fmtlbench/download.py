@@ -36,6 +36,8 @@ class DownloadError(DataError):
 
 
 def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks so that large archives and checkpoints do not
+    fill memory (recorded for weight files, checked for downloads)."""
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):

@@ -11,23 +11,22 @@ decoder shape) is a class attribute or an overridable method.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 import timm
-import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
 from fmtlbench import hookimpl
 from fmtlbench.components import Backbone, Params
+from fmtlbench.download import sha256_of
 from fmtlbench.errors import ConfigError
+
+from .weights import offline_hub, read_state_dict
 
 #: How many offending keys an error message lists before summarising the rest.
 SHOWN_KEYS = 5
@@ -123,7 +122,7 @@ class TimmBackbone(Backbone):
         state = read_state_dict(path)
         body = self._create(resolution, pretrained=False)
         self._load_strict(body, state, path)
-        return self.wrap(body, file_sha256(path))
+        return self.wrap(body, sha256_of(path))
 
     def _create(self, resolution: tuple[int, int], pretrained: bool) -> nn.Module:
         return timm.create_model(
@@ -159,7 +158,7 @@ class TimmBackbone(Backbone):
                 f"{str(exc)[:200]}); delete the file to fetch it again with internet access, or "
                 "pass the path of a weight file as weights=<file>"
             ) from exc
-        return self.wrap(body, file_sha256(cached))
+        return self.wrap(body, sha256_of(cached))
 
     def _cached_hub_file(self) -> Path | None:
         """The file timm would load for the default pretrained tag, if it is in the cache."""
@@ -263,70 +262,6 @@ class SwinT(TimmBackbone):
                     pass  # left as it is: the strict check reports the wrong shape
             out[key] = value
         return out
-
-
-def read_state_dict(path: Path) -> dict[str, Tensor]:
-    """The tensors of a weight file, read without executing code from it."""
-    if not path.is_file():
-        raise ConfigError(f"backbone weights file {path} does not exist")
-    if path.suffix == ".safetensors":
-        try:
-            from safetensors.torch import load_file
-        except ImportError as exc:
-            raise ConfigError(
-                f"backbone weights file {path}: reading .safetensors needs the safetensors "
-                "package; install it or save the state dict with torch.save as .pth"
-            ) from exc
-    try:
-        if path.suffix == ".safetensors":
-            state = load_file(str(path), device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ConfigError(
-            f"backbone weights file {path} cannot be read as a state dict "
-            f"({type(exc).__name__}: {str(exc)[:200]})"
-        ) from exc
-    if not isinstance(state, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()
-    ):
-        raise ConfigError(
-            f"backbone weights file {path} does not hold a state dict (a mapping of parameter "
-            "names to tensors)"
-        )
-    return dict(state)
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks so large checkpoints do not fill memory."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-@contextmanager
-def offline_hub() -> Iterator[None]:
-    """Switch huggingface_hub to offline mode for the duration of the block.
-
-    huggingface_hub reads ``HF_HUB_OFFLINE`` once, when it is imported, so setting the
-    variable alone does nothing once timm has imported it; the module constant is switched too
-    and both are restored afterwards.
-    """
-    from huggingface_hub import constants
-
-    old_env, old_flag = os.environ.get("HF_HUB_OFFLINE"), constants.HF_HUB_OFFLINE
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    constants.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        constants.HF_HUB_OFFLINE = old_flag
-        if old_env is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = old_env
 
 
 def _check_resolution(resolution: tuple[int, int]) -> None:
