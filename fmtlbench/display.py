@@ -10,6 +10,8 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from fmtlbench.tasks import DISPLAY_SCALE
+
 
 class RichReporter:
     """Progress bars for rounds and for the clients of the current round."""
@@ -72,9 +74,9 @@ class RichReporter:
         self.progress.console.print("  ".join([shown, *deltas]))
 
 
-def _fmt(pair: tuple[float, float]) -> str:
+def _fmt(pair: tuple[float, float], scale: float = 1.0) -> str:
     mean, std = pair
-    return f"{mean:.4f} ± {std:.4f}"
+    return f"{mean * scale:.4f} ± {std * scale:.4f}"
 
 
 def results_table(console: Console, outcome: Any) -> None:
@@ -86,14 +88,16 @@ def results_table(console: Console, outcome: Any) -> None:
     for ds, tasks in final.summary["G"].items():
         for task in tasks:
             metric, lower = fed.datasets[ds].tasks[task].primary
-            before = _fmt(initial.summary["G"][ds][task][metric]) if initial else "-"
+            scale = DISPLAY_SCALE.get((task, metric), 1.0)
+            shown = f"{metric} ×{scale:g}" if scale != 1.0 else metric
+            before = _fmt(initial.summary["G"][ds][task][metric], scale) if initial else "-"
             table.add_row(
                 ds,
                 task,
-                f"{metric} ({'lower' if lower else 'higher'} is better)",
+                f"{shown} ({'lower' if lower else 'higher'} is better)",
                 before,
-                _fmt(final.summary["G"][ds][task][metric]),
-                _fmt(final.summary["P"][ds][task][metric]),
+                _fmt(final.summary["G"][ds][task][metric], scale),
+                _fmt(final.summary["P"][ds][task][metric], scale),
             )
     console.print(table)
     for kind, value in final.delta.items():

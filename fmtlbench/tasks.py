@@ -31,6 +31,9 @@ PRIMARY_METRIC: dict[str, tuple[str, bool]] = {
     "saliency": ("maxf", False),
 }
 
+#: Scale at which tables print a metric (SPEC section 6: depth RMSE x 100).
+DISPLAY_SCALE: dict[tuple[str, str], float] = {("depth", "rmse"): 100.0}
+
 
 @dataclass(frozen=True)
 class TaskSpec:

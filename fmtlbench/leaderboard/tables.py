@@ -15,12 +15,11 @@ import pandas as pd
 from fmtlbench.leaderboard.board import Board, keys_of
 from fmtlbench.leaderboard.records import SETTINGS, MetricKey
 from fmtlbench.leaderboard.targets import per_round, totals
+from fmtlbench.tasks import DISPLAY_SCALE
 
 #: Hit attribute -> column name in the targets table.
 HIT_COLUMNS = {"round": "round", "bytes": "bytes", "seconds": "seconds", "kwh": "kWh",
                "co2_kg": "kg CO2e"}  # fmt: skip
-#: Display scale of metrics (SPEC section 6: tables print depth RMSE x 100).
-DISPLAY_SCALE = {("depth", "rmse"): 100.0}
 
 
 def _stats(values: Iterable[float | None]) -> tuple[float, float, int]:
