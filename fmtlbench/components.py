@@ -9,13 +9,14 @@ command runs, and ``fmtlbench --help`` has to stay fast.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fmtlbench.errors import IncompatibleError
 from fmtlbench.tasks import TaskSpec
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -251,6 +252,27 @@ class Algorithm(Component):
             for name, group in self.groups[client].items()
             if group in shared and self.holders[name] > 1
         ]
+
+    def common_parameters(
+        self, what: str, groups: Collection[str] = PARAMETER_GROUPS, instead: str = "fedavg"
+    ) -> list[str]:
+        """Exchange names that every client sends and whose group is in ``groups``, in the
+        first client's order: what methods comparing or combining whole client vectors work
+        on. None at all is an ``IncompatibleError`` saying that the method ``what`` and to
+        use ``instead``."""
+        others = [set(self.exchanged_keys(k)) for k in range(1, len(self.groups))]
+        names = [
+            n
+            for n in self.exchanged_keys(0)
+            if self.groups[0][n] in groups and all(n in s for s in others)
+        ]
+        if not names:
+            share = getattr(self.params, "share", "all")
+            raise IncompatibleError(
+                f"{self.name} {what} over parameters every client holds, and these clients "
+                f"share none under share={share}; use {instead}"
+            )
+        return names
 
     def exchanged_parameters(self, client: int) -> list[str]:
         """The exchanged entries of ``client`` that are trainable parameters (statistics carry

@@ -15,9 +15,8 @@ from typing import Any
 
 import torch
 
-from fmtlbench.components import PARAMETER_GROUPS, Algorithm, ClientInfo, Update
-from fmtlbench.errors import IncompatibleError
-from fmtlbench.maths import combine, common_keys, gram_of, weighted_mean
+from fmtlbench.components import Algorithm, ClientInfo, Update
+from fmtlbench.maths import combine, gram_of, weighted_mean
 
 State = dict[str, torch.Tensor]
 
@@ -36,15 +35,9 @@ class GlobalStepAlgorithm(Algorithm):
         groups: Sequence[dict[str, str]],
     ) -> None:
         super().setup(clients, states, groups)
-        sent = [{n: states[k][n] for n in self.exchanged_keys(k)} for k in range(len(states))]
-        self.common = [n for n in common_keys(sent) if self.groups[0][n] in PARAMETER_GROUPS]
-        if not self.common:
-            raise IncompatibleError(
-                f"{self.name} combines client updates over parameters every client holds, and "
-                f"these clients share none under share={self.params.share}; use fedavg"
-            )
-        uniform = [1.0 / len(sent)] * len(sent)
-        self.global_ = weighted_mean([{n: s[n] for n in self.common} for s in sent], uniform)
+        self.common = self.common_parameters("combines client updates")
+        uniform = [1.0 / len(states)] * len(states)
+        self.global_ = weighted_mean([{n: s[n] for n in self.common} for s in states], uniform)
 
     def aggregate(self, round: int, updates: Sequence[Update]) -> dict[int, State]:
         states = [u.state for u in updates]

@@ -27,11 +27,9 @@ import torch
 from pydantic import Field
 
 from fmtlbench import hookimpl
-from fmtlbench.components import PARAMETER_GROUPS, Algorithm, ClientInfo, Params, Update
-from fmtlbench.errors import IncompatibleError
+from fmtlbench.components import Algorithm, ClientInfo, Params, Update
 from fmtlbench.exchange import ExchangeView
 from fmtlbench.maths import (
-    common_keys,
     gram_of,
     mix,
     squared_distance,
@@ -82,15 +80,9 @@ class FedAMP(Algorithm):
         groups: Sequence[dict[str, str]],
     ) -> None:
         super().setup(clients, states, groups)
-        exchanged = [{n: states[k][n] for n in self.exchanged_keys(k)} for k in range(len(states))]
-        self.common = [n for n in common_keys(exchanged) if self.groups[0][n] in PARAMETER_GROUPS]
-        if not self.common:
-            raise IncompatibleError(
-                "fedamp measures client similarity on parameters every client holds, and these "
-                f"clients share none under share={self.params.share}; use fedavg or local"
-            )
+        self.common = self.common_parameters("measures client similarity", instead="local")
         self.anchors: list[State] = [
-            {n: exchanged[k][n] for n in self.exchanged_parameters(k)} for k in range(len(states))
+            {n: states[k][n] for n in self.exchanged_parameters(k)} for k in range(len(states))
         ]
         self.xi = torch.eye(len(states), dtype=torch.float64)
 

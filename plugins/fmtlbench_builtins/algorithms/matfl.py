@@ -19,8 +19,7 @@ from pydantic import Field
 
 from fmtlbench import hookimpl
 from fmtlbench.components import Algorithm, AlgorithmParams, ClientInfo, Update
-from fmtlbench.errors import IncompatibleError
-from fmtlbench.maths import common_keys, cosine_distances, gram_of, weighted_mean
+from fmtlbench.maths import cosine_distances, gram_of, weighted_mean
 
 State = dict[str, torch.Tensor]
 
@@ -63,13 +62,7 @@ class MaTFL(Algorithm):
         groups: Sequence[dict[str, str]],
     ) -> None:
         super().setup(clients, states, groups)
-        sent = [{n: states[k][n] for n in self.exchanged_keys(k)} for k in range(len(states))]
-        self.encoder = [n for n in common_keys(sent) if self.groups[0][n] == "encoder"]
-        if not self.encoder:
-            raise IncompatibleError(
-                "matfl groups clients by the encoder parameters they all hold, and these clients "
-                "share none; use fedavg or local"
-            )
+        self.encoder = self.common_parameters("groups clients by encoder deviations", {"encoder"})
         self.labels: list[int] = [0] * len(states)
 
     def aggregate(self, round: int, updates: Sequence[Update]) -> dict[int, State]:
