@@ -29,10 +29,9 @@ from torch import Tensor, nn
 
 from fmtlbench import hookimpl
 from fmtlbench.components import Decoder, Params
-from fmtlbench.errors import ConfigError
 from fmtlbench.tasks import TaskSpec
 
-from .md import UNetParams, check_tasks, unet_shape
+from .unet import UNetParams, unet_shape
 
 #: Floor of the variance in instance norm, as in ``torch.nn.InstanceNorm2d``.
 EPS = 1e-5
@@ -197,10 +196,7 @@ class TaskConditioned(Decoder):
         *,
         hints: Mapping[str, Any] | None = None,
     ) -> SharedDecoder:
-        widths, convs = unet_shape(self.params, channels, hints, "tc")
-        if len(channels) != len(reductions):
-            raise ConfigError(f"tc decoder: {len(channels)} channels but {len(reductions)} strides")
-        check_tasks(tasks, "tc")
+        widths, convs = unet_shape(self.params, channels, reductions, tasks, hints, "tc")
         return SharedDecoder(channels, widths, convs, tasks, self.params)
 
 
