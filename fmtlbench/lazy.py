@@ -21,14 +21,14 @@ def module(name: str) -> ModuleType:
     """``name`` as a module object whose real import is deferred to its first attribute
     access (the standard library's ``importlib.util.LazyLoader``); an already imported
     module is returned as it is. Only top-level packages can be deferred."""
-    if name in sys.modules:
-        return sys.modules[name]
     if "." in name:
         # finding a submodule imports its parent package at once, defeating the purpose
         raise ValueError(
             f"lazy.module({name!r}): defer a top-level package and reach its submodules "
             f"through it (e.g. torch.nn.functional after torch = lazy.module('torch'))"
         )
+    if name in sys.modules:
+        return sys.modules[name]
     spec = importlib.util.find_spec(name)
     if spec is None or spec.loader is None:
         raise ModuleNotFoundError(f"No module named {name!r}", name=name)
