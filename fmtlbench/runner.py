@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from fmtlbench import __version__, checkpoint
+from fmtlbench import __version__, cachekey, checkpoint
 from fmtlbench.config import RunConfig
 from fmtlbench.energy import EnergyMeter
 from fmtlbench.engine import Engine, Evaluation, NullReporter, Reporter
@@ -70,6 +70,9 @@ def run_tags(fed: Federation, registry: Registry) -> dict[str, str]:
         "git_sha": _git_sha(),
         "plugins": json.dumps(sorted({f"{p.distribution}=={p.version}" for p in registry.plugins})),
     }
+    versions = [f"fmtlbench=={__version__}", f"torch=={version('torch')}"]
+    versions += [f"{p.distribution}=={p.version}" for p in registry.plugins]
+    tags[cachekey.TAG] = cachekey.cache_key(cfg, tags["partition_hash"], versions, tags["data"])
     digests = {m.encoder.__dict__.get("weights_sha256") for m in fed.models.values()}
     digests.discard(None)
     if digests:

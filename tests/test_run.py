@@ -8,7 +8,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from fmtlbench import checkpoint
+from fmtlbench import cachekey, checkpoint
 from fmtlbench.delta import delta_percent
 from fmtlbench.engine import NullReporter
 from fmtlbench.runner import execute
@@ -55,6 +55,7 @@ def test_mlflow_run_has_rounds_tags_and_artifacts(trained):
     assert tags["arch"] == "md" and tags["backbone"] == "resnet18"
     assert tags["data"] == "synthetic" and tags["seed"] == "0"
     assert tags["partition_hash"] == trained.federation.manifest.digest()
+    assert len(tags[cachekey.TAG]) == 64
     assert run.data.params["training.rounds"] == "4"
     history = client.get_metric_history(trained.run_id, "G/nyudv2/semseg/miou")
     assert sorted(m.step for m in history) == [0, 1, 2, 3, 4]
