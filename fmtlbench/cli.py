@@ -61,14 +61,19 @@ class FriendlyGroup(click.Group):
             raise
 
     def invoke(self, ctx: click.Context):
+        from fmtlbench import signals
+
+        signals.install()
         try:
             return super().invoke(ctx)
         except FmtlbenchError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as exc:
+            from fmtlbench.signals import Terminated
+
+            click.echo("terminated" if isinstance(exc, Terminated) else "interrupted", err=True)
+            sys.exit(143 if isinstance(exc, Terminated) else 130)
 
 
 @click.group(cls=FriendlyGroup)

@@ -147,7 +147,10 @@ def execute(
                     "initial": initial,
                 },
             )
-        final = engine.last
+        # a checkpoint saved at the last round (killed before closing) runs no round: evaluate
+        # the restored states, which gives the same result the final round had
+        final = getattr(engine, "last", None) or engine.evaluate(rounds)
+        current = min(current, rounds)
         tracker.log_json(
             {"round": final.round, "clients": final.per_client, "delta": final.delta},
             "metrics/clients.json",

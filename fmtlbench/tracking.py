@@ -85,6 +85,9 @@ class Tracker:
             return
         if note:
             self.client.set_tag(self.run_id, "fmtlbench.status_note", note[:5000])
+        elif "fmtlbench.status_note" in self.client.get_run(self.run_id).data.tags:
+            # a resumed run that finishes must not keep its old "interrupted" note
+            self.client.delete_tag(self.run_id, "fmtlbench.status_note")
         self.client.set_terminated(self.run_id, status=status)
 
     def final_metrics(self, run_id: str) -> dict[str, float]:

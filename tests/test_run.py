@@ -133,3 +133,23 @@ def test_delta_against_a_reference_run(tiny_config):
     assert run.final.delta["G"] == pytest.approx(delta_percent(values, refs, lower))
     logged = MlflowClient().get_run(run.run_id).data.metrics["delta/G"]
     assert logged == pytest.approx(by_hand)
+
+
+def test_checkpoint_at_the_last_round_resumes_to_a_clean_finish(tiny_config):
+    one = tiny_config(training={"rounds": 1, "eval_initial": False})
+    straight = execute(one)
+    with pytest.raises(KeyboardInterrupt):
+        execute(tiny_config(training={"rounds": 2, "eval_initial": False}), reporter=StopAt(2))
+    client = MlflowClient()
+    killed = client.search_runs(
+        [client.get_experiment_by_name("fmtlbench").experiment_id],
+        filter_string="attributes.status = 'KILLED'",
+        order_by=["attributes.start_time DESC"],
+    )[0]
+    path = checkpoint.checkpoint_path(one.checkpoint_dir, killed.info.run_id)
+    state = checkpoint.load(path)
+    state["config"] = one.dump()  # as if killed after saving round 1 of a 1-round run
+    checkpoint.save(path, state)
+    resumed = execute(one, resume=killed.info.run_id)
+    assert client.get_run(killed.info.run_id).info.status == "FINISHED"
+    assert resumed.final.per_client == straight.final.per_client
