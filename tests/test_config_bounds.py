@@ -25,3 +25,20 @@ def test_out_of_bounds_setting_refused(assignment: str) -> None:
 def test_directory_as_config_named(tmp_path) -> None:
     with pytest.raises(FmtlbenchError, match="is a directory"):
         read_mapping(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "assignment",
+    [
+        "data.datasets.nyudv3.twin_train=4",
+        "training.resolution.nyudv3=[64,64]",
+        "training.local_epochs.nyudv3=2",
+    ],
+)
+def test_unknown_dataset_key_suggests(assignment: str) -> None:
+    from fmtlbench.config_keys import check_dataset_keys
+    from fmtlbench.registry import load_registry
+
+    config = build_config(overrides=[parse_assignment(assignment)])
+    with pytest.raises(FmtlbenchError, match="nyudv3.*Did you mean 'nyudv2'"):
+        check_dataset_keys(config, load_registry())
