@@ -65,8 +65,8 @@ class TrainingConfig(_Strict):
     rounds: int = Field(6, gt=0)
     local_epochs: dict[str, int] = Field(default_factory=lambda: {"default": 1})
     batch_size: int = Field(8, gt=0)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
+    lr: float = Field(1e-3, gt=0, le=10.0, allow_inf_nan=False)
+    weight_decay: float = Field(1e-4, ge=0, le=10.0, allow_inf_nan=False)
     warmup_rounds: int = Field(1, ge=0)
     resolution: dict[str, Resolution] = Field(default_factory=lambda: {"default": (64, 80)})
     eval_resolution: dict[str, Resolution] = Field(default_factory=lambda: {"default": (64, 80)})
@@ -86,8 +86,10 @@ class TrainingConfig(_Strict):
     @classmethod
     def _sizes_positive(cls, value: dict[str, Resolution]) -> dict[str, Resolution]:
         for key, (h, w) in value.items():
-            if h < 16 or w < 16:
-                raise ValueError(f"resolution of '{key}' must be at least 16x16, got {h}x{w}")
+            if h < 16 or w < 16 or h > 4096 or w > 4096:
+                raise ValueError(
+                    f"resolution of '{key}' must be between 16x16 and 4096x4096, got {h}x{w}"
+                )
         return value
 
     @staticmethod
@@ -130,7 +132,9 @@ class TrackingConfig(_Strict):
     """MLflow tracking: a local SQLite store by default, any tracking URI accepted."""
 
     uri: str = Field(
-        default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+        default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"),
+        min_length=1,
+        description="MLflow tracking URI; an empty string is an error, not the default",
     )
     experiment: str = "fmtlbench"
     run_name: str | None = None
@@ -145,7 +149,7 @@ class RunConfig(_Strict):
     arch: ComponentChoice = Field(default_factory=lambda: ComponentChoice(name="md"))
     backbone: ComponentChoice = Field(default_factory=lambda: ComponentChoice(name="resnet18"))
     executor: ComponentChoice = Field(default_factory=lambda: ComponentChoice(name="serial"))
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, lt=2**32, description="torch/numpy seeds take 32 bits")
     clients: int | None = Field(
         None, ge=1, description="client count of a single-group scenario (e.g. iid1 with K=8)"
     )
@@ -178,6 +182,10 @@ def _env_path(var: str) -> Path | None:
 def read_mapping(path: Path) -> dict[str, Any]:
     """A YAML, TOML or JSON file as a dict; errors name the file."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(
+            f"config file {path} is a directory; give the path of a YAML/TOML/JSON file"
+        )
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     text = path.read_text()

@@ -18,6 +18,7 @@ import yaml
 
 from fmtlbench import __version__, cachekey, checkpoint
 from fmtlbench.config import RunConfig
+from fmtlbench.config_keys import check_dataset_keys
 from fmtlbench.energy import EnergyMeter
 from fmtlbench.engine import Engine, Evaluation, NullReporter, Reporter
 from fmtlbench.errors import ConfigError
@@ -93,6 +94,7 @@ def execute(
     if resume:
         state = checkpoint.load(checkpoint.checkpoint_path(config.checkpoint_dir, resume))
         config = RunConfig.model_validate(state["config"])
+    check_dataset_keys(config, registry)
     fed = build_federation(config, registry)
     tracker = Tracker(config.tracking.uri, config.tracking.experiment)
     reference = None
