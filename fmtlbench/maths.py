@@ -85,28 +85,33 @@ def common_keys(states: Sequence[State]) -> list[str]:
     return [k for k in states[0] if all(k in r for r in rest)]
 
 
-def _rows(states: Sequence[State], key: str, centre: State | None) -> torch.Tensor:
-    """K x n float64 rows of one key. The centre is subtracted before widening: a difference
-    of nearby float32 values is exact or nearly so, and one widening pass is cheaper than three."""
+def _rows(
+    states: Sequence[State], key: str, centre: State | None, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
+    """K x n rows of one key in ``dtype`` (at least float32). The centre is subtracted before
+    any widening: a difference of nearby float32 values is exact or nearly so."""
     rows = torch.stack([s[key].detach().reshape(-1) for s in states])
     if centre is not None:
         rows = rows - centre[key].detach().reshape(1, -1).to(rows.dtype)
-    return rows.to(torch.float64)
+    if rows.dtype == torch.float64 or dtype == torch.float64:
+        return rows.to(torch.float64)
+    return rows.to(torch.float32)
 
 
 def gram_of(
     states: Sequence[State], keys: Sequence[str], centre: State | None = None
 ) -> torch.Tensor:
     """K x K inner products of the states seen as vectors over ``keys``, optionally after
-    subtracting ``centre`` from each (float64).
+    subtracting ``centre`` from each: one BLAS matmul per key in the states' float32 (float64
+    states stay float64), summed over keys in float64.
 
     Centring on a point near the states (the mean, or the global model) keeps the entries small,
     so distances and angles read from the matrix do not lose digits to cancellation.
     """
     out = torch.zeros(len(states), len(states), dtype=torch.float64)
     for key in keys:
-        rows = _rows(states, key, centre)
-        out += rows @ rows.T
+        rows = _rows(states, key, centre, torch.float32)
+        out += (rows @ rows.T).to(torch.float64)
     return out
 
 
