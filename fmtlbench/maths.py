@@ -123,16 +123,18 @@ def combine(
     base: State | None = None,
 ) -> dict[str, torch.Tensor]:
     """``base + sum_k c_k (states[k] - centre)`` per key, computed in float64 and returned in
-    the dtype of the first state (integers rounded); ``centre``/``base`` default to zero."""
+    the dtype of the first state (integers rounded); ``centre``/``base`` default to zero. One
+    float32 matmul per key for float32 states (float64 states stay float64)."""
     coef = torch.as_tensor(coefficients, dtype=torch.float64).reshape(1, -1)
     if coef.shape[1] != len(states):
         raise ValueError(f"{coef.shape[1]} coefficients for {len(states)} states")
     out: dict[str, torch.Tensor] = {}
     for key in keys:
         ref = states[0][key]
-        value = (coef @ _rows(states, key, centre)).reshape(ref.shape)
+        rows = _rows(states, key, centre, torch.float32)
+        value = (coef.to(rows.dtype) @ rows).reshape(ref.shape)
         if base is not None:
-            value = value + base[key].detach().to(torch.float64)
+            value = value + base[key].detach().to(value.dtype)
         out[key] = (
             value.to(ref.dtype) if ref.dtype.is_floating_point else value.round().to(ref.dtype)
         )
@@ -143,14 +145,16 @@ def mix(
     states: Sequence[State], matrix: torch.Tensor, keys: Sequence[str]
 ) -> list[dict[str, torch.Tensor]]:
     """Row i of ``matrix`` applied to the states: ``out[i][key] = sum_j M_ij states[j][key]``
-    for every row at once (float64 inside, returned in each key's dtype, integers rounded)."""
+    for every row at once (one float32 matmul per key for float32 states, float64 for float64
+    states; returned in each key's dtype, integers rounded)."""
     weights = matrix.to(torch.float64)
     if weights.shape[1] != len(states):
         raise ValueError(f"matrix has {weights.shape[1]} columns for {len(states)} states")
     out: list[dict[str, torch.Tensor]] = [{} for _ in range(weights.shape[0])]
     for key in keys:
         ref = states[0][key]
-        values = weights @ _rows(states, key, None)
+        rows = _rows(states, key, None, torch.float32)
+        values = weights.to(rows.dtype) @ rows
         for i, row in enumerate(values):
             row = row.reshape(ref.shape)
             out[i][key] = (

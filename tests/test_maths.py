@@ -71,3 +71,23 @@ def test_gram_of_float32_states_matches_float64_reference() -> None:
     got = maths.gram_of(states, keys, centre)
     assert got.dtype == torch.float64
     assert torch.allclose(got, expected, rtol=1e-4, atol=1e-6 * expected.abs().max().item())
+
+
+def test_combine_and_mix_match_float64_reference() -> None:
+    """The float32 weighted sums agree with float64 sums written out term by term."""
+    gen = torch.Generator().manual_seed(4)
+    states = [{"w": torch.randn(50, 7, generator=gen) + 2.0} for _ in range(4)]
+    coef = [0.1, -0.4, 0.7, 0.25]
+    base = {"w": torch.randn(50, 7, generator=gen)}
+    centre = {"w": torch.randn(50, 7, generator=gen)}
+    expected = base["w"].double() + sum(
+        c * (s["w"].double() - centre["w"].double()) for c, s in zip(coef, states, strict=True)
+    )
+    got = maths.combine(states, coef, ["w"], centre=centre, base=base)["w"]
+    assert got.dtype == torch.float32
+    assert torch.allclose(got.double(), expected, rtol=1e-5, atol=1e-5)
+    matrix = torch.tensor([coef, coef[::-1]], dtype=torch.float64)
+    rows = maths.mix(states, matrix, ["w"])
+    for i, row in enumerate(matrix.tolist()):
+        ref = sum(c * s["w"].double() for c, s in zip(row, states, strict=True))
+        assert torch.allclose(rows[i]["w"].double(), ref, rtol=1e-5, atol=1e-5)
