@@ -74,8 +74,7 @@ def nbytes(state: State) -> int:
 # --------------------------------------------------------------------------- over clients
 # The helpers below treat K client states as K vectors over ``keys`` without ever building the
 # K x D matrix: inner products and combinations are float32 matmuls key by key (Gram sums in
-# float64), so a
-# server step over K full models needs memory for one key's K slices at a time.
+# float64), so a server step over K full models needs memory for one key's K slices at a time.
 
 
 def common_keys(states: Sequence[State]) -> list[str]:
