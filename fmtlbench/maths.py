@@ -73,8 +73,8 @@ def nbytes(state: State) -> int:
 
 # --------------------------------------------------------------------------- over clients
 # The helpers below treat K client states as K vectors over ``keys`` without ever building the
-# K x D matrix: inner products and combinations are accumulated key by key in float64, so a
-# server step over K full models needs memory for one key's K slices at a time.
+# K x D matrix: inner products and combinations are float32 matmuls key by key (Gram sums in
+# float64), so a server step over K full models needs memory for one key's K slices at a time.
 
 
 def common_keys(states: Sequence[State]) -> list[str]:
@@ -85,28 +85,33 @@ def common_keys(states: Sequence[State]) -> list[str]:
     return [k for k in states[0] if all(k in r for r in rest)]
 
 
-def _rows(states: Sequence[State], key: str, centre: State | None) -> torch.Tensor:
-    """K x n float64 rows of one key. The centre is subtracted before widening: a difference
-    of nearby float32 values is exact or nearly so, and one widening pass is cheaper than three."""
+def _rows(
+    states: Sequence[State], key: str, centre: State | None, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
+    """K x n rows of one key in ``dtype`` (at least float32). The centre is subtracted before
+    any widening: a difference of nearby float32 values is exact or nearly so."""
     rows = torch.stack([s[key].detach().reshape(-1) for s in states])
     if centre is not None:
         rows = rows - centre[key].detach().reshape(1, -1).to(rows.dtype)
-    return rows.to(torch.float64)
+    if rows.dtype == torch.float64 or dtype == torch.float64:
+        return rows.to(torch.float64)
+    return rows.to(torch.float32)
 
 
 def gram_of(
     states: Sequence[State], keys: Sequence[str], centre: State | None = None
 ) -> torch.Tensor:
     """K x K inner products of the states seen as vectors over ``keys``, optionally after
-    subtracting ``centre`` from each (float64).
+    subtracting ``centre`` from each: one BLAS matmul per key in the states' float32 (float64
+    states stay float64), summed over keys in float64.
 
     Centring on a point near the states (the mean, or the global model) keeps the entries small,
     so distances and angles read from the matrix do not lose digits to cancellation.
     """
     out = torch.zeros(len(states), len(states), dtype=torch.float64)
     for key in keys:
-        rows = _rows(states, key, centre)
-        out += rows @ rows.T
+        rows = _rows(states, key, centre, torch.float32)
+        out += (rows @ rows.T).to(torch.float64)
     return out
 
 
@@ -118,16 +123,18 @@ def combine(
     base: State | None = None,
 ) -> dict[str, torch.Tensor]:
     """``base + sum_k c_k (states[k] - centre)`` per key, computed in float64 and returned in
-    the dtype of the first state (integers rounded); ``centre``/``base`` default to zero."""
+    the dtype of the first state (integers rounded); ``centre``/``base`` default to zero. One
+    float32 matmul per key for float32 states (float64 states stay float64)."""
     coef = torch.as_tensor(coefficients, dtype=torch.float64).reshape(1, -1)
     if coef.shape[1] != len(states):
         raise ValueError(f"{coef.shape[1]} coefficients for {len(states)} states")
     out: dict[str, torch.Tensor] = {}
     for key in keys:
         ref = states[0][key]
-        value = (coef @ _rows(states, key, centre)).reshape(ref.shape)
+        rows = _rows(states, key, centre, torch.float32)
+        value = (coef.to(rows.dtype) @ rows).reshape(ref.shape)
         if base is not None:
-            value = value + base[key].detach().to(torch.float64)
+            value = value + base[key].detach().to(value.dtype)
         out[key] = (
             value.to(ref.dtype) if ref.dtype.is_floating_point else value.round().to(ref.dtype)
         )
@@ -138,14 +145,16 @@ def mix(
     states: Sequence[State], matrix: torch.Tensor, keys: Sequence[str]
 ) -> list[dict[str, torch.Tensor]]:
     """Row i of ``matrix`` applied to the states: ``out[i][key] = sum_j M_ij states[j][key]``
-    for every row at once (float64 inside, returned in each key's dtype, integers rounded)."""
+    for every row at once (one float32 matmul per key for float32 states, float64 for float64
+    states; returned in each key's dtype, integers rounded)."""
     weights = matrix.to(torch.float64)
     if weights.shape[1] != len(states):
         raise ValueError(f"matrix has {weights.shape[1]} columns for {len(states)} states")
     out: list[dict[str, torch.Tensor]] = [{} for _ in range(weights.shape[0])]
     for key in keys:
         ref = states[0][key]
-        values = weights @ _rows(states, key, None)
+        rows = _rows(states, key, None, torch.float32)
+        values = weights.to(rows.dtype) @ rows
         for i, row in enumerate(values):
             row = row.reshape(ref.shape)
             out[i][key] = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from fmtlbench import maths
 from fmtlbench.maths import delta, flatten, gram, nbytes, unflatten, weighted_mean
 from fmtlbench.schedule import round_lr
 
@@ -49,3 +50,44 @@ def test_round_lr_warmup_then_cosine():
         base * 0.5 * (1 + __import__("math").cos(__import__("math").pi * 4 / 9))
     )
     assert round_lr(base, 10, 10, 0) < round_lr(base, 9, 10, 0) < base
+
+
+def test_gram_of_float32_states_matches_float64_reference() -> None:
+    """The float32 per-key matmuls agree with one float64 matmul over the flattened states."""
+    gen = torch.Generator().manual_seed(3)
+    shapes = {"a.weight": (64, 32, 3, 3), "a.bias": (64,), "b.weight": (10, 640)}
+    states = [
+        {k: torch.randn(s, generator=gen) * 0.01 + 1.0 for k, s in shapes.items()} for _ in range(5)
+    ]
+    centre = {k: sum(st[k] for st in states) / len(states) for k in shapes}
+    keys = list(shapes)
+    rows = torch.stack(
+        [
+            torch.cat([(st[k].double() - centre[k].double()).reshape(-1) for k in keys])
+            for st in states
+        ]
+    )
+    expected = rows @ rows.T
+    got = maths.gram_of(states, keys, centre)
+    assert got.dtype == torch.float64
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-6 * expected.abs().max().item())
+
+
+def test_combine_and_mix_match_float64_reference() -> None:
+    """The float32 weighted sums agree with float64 sums written out term by term."""
+    gen = torch.Generator().manual_seed(4)
+    states = [{"w": torch.randn(50, 7, generator=gen) + 2.0} for _ in range(4)]
+    coef = [0.1, -0.4, 0.7, 0.25]
+    base = {"w": torch.randn(50, 7, generator=gen)}
+    centre = {"w": torch.randn(50, 7, generator=gen)}
+    expected = base["w"].double() + sum(
+        c * (s["w"].double() - centre["w"].double()) for c, s in zip(coef, states, strict=True)
+    )
+    got = maths.combine(states, coef, ["w"], centre=centre, base=base)["w"]
+    assert got.dtype == torch.float32
+    assert torch.allclose(got.double(), expected, rtol=1e-5, atol=1e-5)
+    matrix = torch.tensor([coef, coef[::-1]], dtype=torch.float64)
+    rows = maths.mix(states, matrix, ["w"])
+    for i, row in enumerate(matrix.tolist()):
+        ref = sum(c * s["w"].double() for c, s in zip(row, states, strict=True))
+        assert torch.allclose(rows[i]["w"].double(), ref, rtol=1e-5, atol=1e-5)
