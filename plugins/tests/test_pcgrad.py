@@ -36,6 +36,15 @@ def test_conflicting_updates_are_projected_and_applied_to_the_global_model():
     assert torch.allclose(payloads[1]["encoder.w"], torch.tensor([0.75, 1.25]))
 
 
+def test_sum_reduction_adds_the_projected_updates_as_in_the_paper():
+    pcgrad = make(PCGrad, start(), reduction="sum")
+    # projected (0.5, 0.5) + (0, 1) = (0.5, 1.5), unweighted
+    payloads = pcgrad.aggregate(
+        1, updates([upload([1.0, 0.0], 2.0, 7.0), upload([-1.0, 1.0], 4.0)])
+    )
+    assert torch.allclose(payloads[0]["encoder.w"], torch.tensor([0.5, 1.5]))
+
+
 def test_orders_are_random_but_reproducible_per_seed_and_round():
     pcgrad = make(PCGrad, [{"encoder.w": torch.zeros(1)}] * 6)
     first = pcgrad.orders(3, 6)

@@ -7,7 +7,8 @@ each client, the other clients are visited in a random order and the component o
 update that conflicts with another client's original update (negative inner product) is
 projected away. The global parameters then move by the weighted mean of the projected updates,
 ``g <- g + sum_k p_k Delta~_k``: with no conflict this is exactly FedAvg's step, so the step size
-stays meaningful (the paper's sum over tasks would grow with K). The projections are done on
+stays meaningful (the paper's sum over tasks would grow with K; ``reduction="sum"`` gives the
+paper's ``g <- g + sum_k Delta~_k``). The projections are done on
 the K x K Gram matrix of the updates, never on K copies of the model.
 
 The global model, the updates and the payloads are handled by
@@ -17,6 +18,7 @@ The global model, the updates and the payloads are handled by
 from __future__ import annotations
 
 import random
+from typing import Literal
 
 import torch
 from pydantic import Field
@@ -28,13 +30,18 @@ from fmtlbench.maths import project_conflicts
 
 
 class PCGradParams(AlgorithmParams):
-    """FedAvg's parameters plus the seed of the projection orders."""
+    """FedAvg's parameters plus the seed of the projection orders and the reduction."""
 
     seed: int = Field(
         0,
         ge=0,
         description="seed of the random projection orders; round r's orders depend only on "
         "(seed, r), so a resumed run repeats them",
+    )
+    reduction: Literal["mean", "sum"] = Field(
+        "mean",
+        description="how projected updates combine: 'mean' weights them by data share (FedAvg's "
+        "step when nothing conflicts); 'sum' adds them unweighted, as in the PCGrad paper",
     )
 
 
@@ -51,6 +58,8 @@ class PCGrad(GlobalStepAlgorithm):
 
     def coefficients(self, round: int, gram: torch.Tensor, weights: list[float]) -> torch.Tensor:
         projected = project_conflicts(gram, self.orders(round, len(weights)))
+        if self.params.reduction == "sum":
+            return torch.ones(len(weights), dtype=torch.float64) @ projected
         return torch.tensor(weights, dtype=torch.float64) @ projected
 
 
