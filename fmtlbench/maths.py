@@ -122,9 +122,9 @@ def combine(
     centre: State | None = None,
     base: State | None = None,
 ) -> dict[str, torch.Tensor]:
-    """``base + sum_k c_k (states[k] - centre)`` per key, computed in float64 and returned in
-    the dtype of the first state (integers rounded); ``centre``/``base`` default to zero. One
-    float32 matmul per key for float32 states (float64 states stay float64)."""
+    """``base + sum_k c_k (states[k] - centre)`` per key, returned in the dtype of the first
+    state (integers rounded); ``centre``/``base`` default to zero. One float32 matmul per key
+    for float32 states (float64 states stay float64)."""
     coef = torch.as_tensor(coefficients, dtype=torch.float64).reshape(1, -1)
     if coef.shape[1] != len(states):
         raise ValueError(f"{coef.shape[1]} coefficients for {len(states)} states")
