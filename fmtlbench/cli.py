@@ -70,10 +70,9 @@ class FriendlyGroup(click.Group):
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
         except KeyboardInterrupt as exc:
-            from fmtlbench.signals import Terminated
-
-            click.echo("terminated" if isinstance(exc, Terminated) else "interrupted", err=True)
-            sys.exit(143 if isinstance(exc, Terminated) else 130)
+            terminated = isinstance(exc, signals.Terminated)
+            click.echo("terminated" if terminated else "interrupted", err=True)
+            sys.exit(143 if terminated else 130)
 
 
 @click.group(cls=FriendlyGroup)

@@ -85,17 +85,13 @@ def common_keys(states: Sequence[State]) -> list[str]:
     return [k for k in states[0] if all(k in r for r in rest)]
 
 
-def _rows(
-    states: Sequence[State], key: str, centre: State | None, dtype: torch.dtype = torch.float64
-) -> torch.Tensor:
-    """K x n rows of one key in ``dtype`` (at least float32). The centre is subtracted before
-    any widening: a difference of nearby float32 values is exact or nearly so."""
+def _rows(states: Sequence[State], key: str, centre: State | None) -> torch.Tensor:
+    """K x n rows of one key in float32 (float64 states stay float64). The centre is subtracted
+    before any widening: a difference of nearby float32 values is exact or nearly so."""
     rows = torch.stack([s[key].detach().reshape(-1) for s in states])
     if centre is not None:
         rows = rows - centre[key].detach().reshape(1, -1).to(rows.dtype)
-    if rows.dtype == torch.float64 or dtype == torch.float64:
-        return rows.to(torch.float64)
-    return rows.to(torch.float32)
+    return rows if rows.dtype == torch.float64 else rows.to(torch.float32)
 
 
 def gram_of(
@@ -110,7 +106,7 @@ def gram_of(
     """
     out = torch.zeros(len(states), len(states), dtype=torch.float64)
     for key in keys:
-        rows = _rows(states, key, centre, torch.float32)
+        rows = _rows(states, key, centre)
         out += (rows @ rows.T).to(torch.float64)
     return out
 
@@ -131,7 +127,7 @@ def combine(
     out: dict[str, torch.Tensor] = {}
     for key in keys:
         ref = states[0][key]
-        rows = _rows(states, key, centre, torch.float32)
+        rows = _rows(states, key, centre)
         value = (coef.to(rows.dtype) @ rows).reshape(ref.shape)
         if base is not None:
             value = value + base[key].detach().to(value.dtype)
@@ -153,7 +149,7 @@ def mix(
     out: list[dict[str, torch.Tensor]] = [{} for _ in range(weights.shape[0])]
     for key in keys:
         ref = states[0][key]
-        rows = _rows(states, key, None, torch.float32)
+        rows = _rows(states, key, None)
         values = weights.to(rows.dtype) @ rows
         for i, row in enumerate(values):
             row = row.reshape(ref.shape)

@@ -54,6 +54,7 @@ def _git_sha() -> str:
 
 def run_tags(fed: Federation, registry: Registry) -> dict[str, str]:
     cfg = fed.config
+    plugins = sorted({f"{p.distribution}=={p.version}" for p in registry.plugins})
     tags = {
         "scenario": fed.scenario.name,
         "algorithm": cfg.algorithm.name,
@@ -69,10 +70,9 @@ def run_tags(fed: Federation, registry: Registry) -> dict[str, str]:
         "torch.version": version("torch"),
         "python.version": platform.python_version(),
         "git_sha": _git_sha(),
-        "plugins": json.dumps(sorted({f"{p.distribution}=={p.version}" for p in registry.plugins})),
+        "plugins": json.dumps(plugins),
     }
-    versions = [f"fmtlbench=={__version__}", f"torch=={version('torch')}"]
-    versions += [f"{p.distribution}=={p.version}" for p in registry.plugins]
+    versions = [f"fmtlbench=={__version__}", f"torch=={tags['torch.version']}", *plugins]
     tags[cachekey.TAG] = cachekey.cache_key(cfg, tags["partition_hash"], versions, tags["data"])
     digests = {m.encoder.__dict__.get("weights_sha256") for m in fed.models.values()}
     digests.discard(None)

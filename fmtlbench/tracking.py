@@ -21,6 +21,7 @@ from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 BATCH = 100  # MLflow accepts at most this many params/tags per log_batch call
+NOTE_TAG = "fmtlbench.status_note"  # why a run ended as it did, and how to resume it
 
 
 def artifact_location(uri: str) -> str | None:
@@ -84,10 +85,10 @@ class Tracker:
         if self.run_id is None:
             return
         if note:
-            self.client.set_tag(self.run_id, "fmtlbench.status_note", note[:5000])
-        elif "fmtlbench.status_note" in self.client.get_run(self.run_id).data.tags:
+            self.client.set_tag(self.run_id, NOTE_TAG, note[:5000])
+        elif NOTE_TAG in self.client.get_run(self.run_id).data.tags:
             # a resumed run that finishes must not keep its old "interrupted" note
-            self.client.delete_tag(self.run_id, "fmtlbench.status_note")
+            self.client.delete_tag(self.run_id, NOTE_TAG)
         self.client.set_terminated(self.run_id, status=status)
 
     def final_metrics(self, run_id: str) -> dict[str, float]:

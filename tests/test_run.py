@@ -91,17 +91,22 @@ class StopAt(NullReporter):
             raise KeyboardInterrupt
 
 
+def _newest_killed(client: MlflowClient):
+    """The most recently started KILLED run of the default experiment."""
+    return client.search_runs(
+        [client.get_experiment_by_name("fmtlbench").experiment_id],
+        filter_string="attributes.status = 'KILLED'",
+        order_by=["attributes.start_time DESC"],
+    )[0]
+
+
 def test_interrupted_run_is_killed_with_checkpoint_and_resumes_identically(tiny_config):
     config = tiny_config(training={"rounds": 2, "eval_initial": False})
     straight = execute(config)
     with pytest.raises(KeyboardInterrupt):
         execute(config, reporter=StopAt(2))
     client = MlflowClient()
-    killed = client.search_runs(
-        [client.get_experiment_by_name("fmtlbench").experiment_id],
-        filter_string="attributes.status = 'KILLED'",
-        order_by=["attributes.start_time DESC"],
-    )[0]
+    killed = _newest_killed(client)
     assert "resume with" in killed.data.tags["fmtlbench.status_note"]
     path = checkpoint.checkpoint_path(config.checkpoint_dir, killed.info.run_id)
     assert checkpoint.load(path)["round"] == 1
@@ -141,11 +146,7 @@ def test_checkpoint_at_the_last_round_resumes_to_a_clean_finish(tiny_config):
     with pytest.raises(KeyboardInterrupt):
         execute(tiny_config(training={"rounds": 2, "eval_initial": False}), reporter=StopAt(2))
     client = MlflowClient()
-    killed = client.search_runs(
-        [client.get_experiment_by_name("fmtlbench").experiment_id],
-        filter_string="attributes.status = 'KILLED'",
-        order_by=["attributes.start_time DESC"],
-    )[0]
+    killed = _newest_killed(client)
     path = checkpoint.checkpoint_path(one.checkpoint_dir, killed.info.run_id)
     state = checkpoint.load(path)
     state["config"] = one.dump()  # as if killed after saving round 1 of a 1-round run
