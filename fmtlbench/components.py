@@ -160,6 +160,36 @@ class Executor(Component):
         report progress client by client)."""
         raise NotImplementedError
 
+    def run_cells(self, fn: Any, cells: Sequence[Any]) -> Iterator[CellEvent]:
+        """Run whole federated runs (the cells of a sweep), yielding events as they happen.
+
+        ``fn`` is a module-level function (picklable by reference) and every cell picklable
+        data, so that executors may run cells in other processes or on other machines. For
+        every cell the executor yields one ``started`` event and then one ``finished`` (with
+        ``fn``'s result) or ``failed`` (with the reason) event; a failing cell never stops the
+        others. ``KeyboardInterrupt`` in the caller stops the sweep: cells still running are
+        interrupted (so their runs end KILLED and stay resumable) before it propagates.
+        This default runs the cells one after another in this process.
+        """
+        for index, cell in enumerate(cells):
+            yield CellEvent(index, "started")
+            try:
+                result = fn(cell)
+            except Exception as exc:  # one cell's failure is that cell's outcome only
+                yield CellEvent(index, "failed", error=f"{type(exc).__name__}: {exc}")
+            else:
+                yield CellEvent(index, "finished", result=result)
+
+
+@dataclass(frozen=True)
+class CellEvent:
+    """Progress of one sweep cell under ``Executor.run_cells``."""
+
+    index: int
+    state: Literal["started", "finished", "failed"]
+    result: Any = None
+    error: str | None = None
+
 
 # --------------------------------------------------------------------------- algorithms
 #: Parameter groups every model entry is tagged with (see ``fmtlbench.model``).
