@@ -123,10 +123,8 @@ def main() -> None:
         "|---|" + "---|" * len(ks),
     ]
     for name, row in table.items():
-        cells = [
-            f"{row[k]:.3f}" if name == "floor" else f"{row[k]:.3f} ({row[k] / table['floor'][k]:.2f}x)"
-            for k in ks
-        ]
+        ratio = {k: "" if name == "floor" else f" ({row[k] / table['floor'][k]:.2f}x)" for k in ks}
+        cells = [f"{row[k]:.3f}{ratio[k]}" for k in ks]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines) + "\n")

@@ -6,7 +6,7 @@ inputs, so algorithms can be tested on small hand-made tensors.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 
@@ -17,24 +17,29 @@ def weighted_mean(states: Sequence[State], weights: Sequence[float]) -> dict[str
     """Key-wise weighted mean over the states that hold each key.
 
     Weights are renormalised per key among its holders, so clients with different task sets
-    average each decoder only with the clients that have it. Accumulation is in float64;
-    integer buffers (e.g. BatchNorm's ``num_batches_tracked``) are rounded back.
+    average each decoder only with the clients that have it. Accumulation is in float64 (one
+    small matmul per cache-sized block, see ``_blocks``); integer buffers (e.g. BatchNorm's
+    ``num_batches_tracked``) are rounded back.
     """
     if len(states) != len(weights):
         raise ValueError(f"{len(states)} states but {len(weights)} weights")
     keys: dict[str, None] = {}
     for state in states:
         keys.update(dict.fromkeys(state))
+    scratch = _Scratch(len(states))
     out: dict[str, torch.Tensor] = {}
     for key in keys:
-        holders = [(s[key], w) for s, w in zip(states, weights, strict=True) if key in s]
+        holders = [(s, w) for s, w in zip(states, weights, strict=True) if key in s]
         total = sum(w for _, w in holders)
         if total <= 0:
             raise ValueError(f"weights of the holders of '{key}' sum to {total}")
-        acc = torch.zeros(holders[0][0].shape, dtype=torch.float64)
-        for tensor, w in holders:
-            acc += tensor.detach().to(torch.float64) * (w / total)
-        dtype = holders[0][0].dtype
+        coef = torch.tensor([[w / total for _, w in holders]], dtype=torch.float64)
+        ref = holders[0][0][key]
+        acc = torch.empty(ref.numel(), dtype=torch.float64)
+        for start, stop, rows in _blocks([s for s, _ in holders], key, None, scratch, wide=True):
+            torch.mm(coef, rows, out=acc[start:stop].view(1, -1))
+        acc = acc.reshape(ref.shape)
+        dtype = ref.dtype
         out[key] = acc.round().to(dtype) if not dtype.is_floating_point else acc.to(dtype)
     return out
 
@@ -73,8 +78,57 @@ def nbytes(state: State) -> int:
 
 # --------------------------------------------------------------------------- over clients
 # The helpers below treat K client states as K vectors over ``keys`` without ever building the
-# K x D matrix: inner products and combinations are float32 matmuls key by key (Gram sums in
-# float64), so a server step over K full models needs memory for one key's K slices at a time.
+# K x D matrix. Each key is cut into blocks of columns small enough that the K rows of a block
+# stay in cache: the rows are copied into one reused scratch buffer (a fresh K x n tensor per key
+# would be a fresh mapping of memory per key, whose page faults cost more than the arithmetic),
+# centred there, and used by a float32 matmul while still in cache. So every state is read from
+# memory once per helper, as a flat K x D matrix would be, with memory for one block at a time.
+
+#: Columns per block: 16 rows of 2^15 float64 values are 4 MiB, within a last-level cache.
+BLOCK = 1 << 15
+
+
+class _Scratch:
+    """One reusable ``K x BLOCK`` buffer per dtype for the blocks of a call."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.buffers: dict[torch.dtype, torch.Tensor] = {}
+
+    def rows(self, dtype: torch.dtype, k: int, n: int) -> torch.Tensor:
+        if dtype not in self.buffers:
+            self.buffers[dtype] = torch.empty(max(self.k, k) * BLOCK, dtype=dtype)
+        return self.buffers[dtype][: k * n].view(k, n)
+
+
+def _blocks(
+    states: Sequence[State],
+    key: str,
+    centre: State | None,
+    scratch: _Scratch,
+    wide: bool = False,
+) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """``(start, stop, rows)`` over the flattened ``key``: rows is K x (stop - start), in float32
+    (float64 when the states are float64 or ``wide``), a view of ``scratch`` valid until the next
+    block. The centre is subtracted before any widening: a difference of nearby float32 values
+    is exact or nearly so."""
+    flats = [s[key].detach().reshape(-1) for s in states]
+    middle = None if centre is None else centre[key].detach().reshape(-1)
+    source = flats[0].dtype
+    dtype = torch.float64 if wide or source == torch.float64 else torch.float32
+    n = flats[0].numel()
+    for start in range(0, n, BLOCK):
+        stop = min(n, start + BLOCK)
+        rows = scratch.rows(dtype, len(flats), stop - start)
+        if source == dtype:
+            torch.stack([f[start:stop] for f in flats], out=rows)
+            if middle is not None:
+                rows.sub_(middle[start:stop].to(dtype))
+        else:
+            for row, f in zip(rows, flats, strict=True):
+                part = f[start:stop]
+                row.copy_(part if middle is None else part - middle[start:stop].to(source))
+        yield start, stop, rows
 
 
 def common_keys(states: Sequence[State]) -> list[str]:
@@ -85,30 +139,28 @@ def common_keys(states: Sequence[State]) -> list[str]:
     return [k for k in states[0] if all(k in r for r in rest)]
 
 
-def _rows(states: Sequence[State], key: str, centre: State | None) -> torch.Tensor:
-    """K x n rows of one key in float32 (float64 states stay float64). The centre is subtracted
-    before any widening: a difference of nearby float32 values is exact or nearly so."""
-    rows = torch.stack([s[key].detach().reshape(-1) for s in states])
-    if centre is not None:
-        rows = rows - centre[key].detach().reshape(1, -1).to(rows.dtype)
-    return rows if rows.dtype == torch.float64 else rows.to(torch.float32)
-
-
 def gram_of(
     states: Sequence[State], keys: Sequence[str], centre: State | None = None
 ) -> torch.Tensor:
     """K x K inner products of the states seen as vectors over ``keys``, optionally after
-    subtracting ``centre`` from each: one BLAS matmul per key in the states' float32 (float64
-    states stay float64), summed over keys in float64.
+    subtracting ``centre`` from each: one BLAS matmul per block in the states' float32 (float64
+    states stay float64), summed over blocks in float64.
 
     Centring on a point near the states (the mean, or the global model) keeps the entries small,
     so distances and angles read from the matrix do not lose digits to cancellation.
     """
     out = torch.zeros(len(states), len(states), dtype=torch.float64)
+    scratch = _Scratch(len(states))
     for key in keys:
-        rows = _rows(states, key, centre)
-        out += (rows @ rows.T).to(torch.float64)
+        for _, _, rows in _blocks(states, key, centre, scratch):
+            out += (rows @ rows.T).to(torch.float64)
     return out
+
+
+def _cast(value: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """``value`` shaped and typed like ``ref`` (integers rounded)."""
+    value = value.reshape(ref.shape)
+    return value.to(ref.dtype) if ref.dtype.is_floating_point else value.round().to(ref.dtype)
 
 
 def combine(
@@ -119,21 +171,29 @@ def combine(
     base: State | None = None,
 ) -> dict[str, torch.Tensor]:
     """``base + sum_k c_k (states[k] - centre)`` per key, returned in the dtype of the first
-    state (integers rounded); ``centre``/``base`` default to zero. One float32 matmul per key
+    state (integers rounded); ``centre``/``base`` default to zero. One float32 matmul per block
     for float32 states (float64 states stay float64)."""
     coef = torch.as_tensor(coefficients, dtype=torch.float64).reshape(1, -1)
     if coef.shape[1] != len(states):
         raise ValueError(f"{coef.shape[1]} coefficients for {len(states)} states")
+    scratch = _Scratch(len(states))
     out: dict[str, torch.Tensor] = {}
     for key in keys:
         ref = states[0][key]
-        rows = _rows(states, key, centre)
-        value = (coef.to(rows.dtype) @ rows).reshape(ref.shape)
-        if base is not None:
-            value = value + base[key].detach().to(value.dtype)
-        out[key] = (
-            value.to(ref.dtype) if ref.dtype.is_floating_point else value.round().to(ref.dtype)
-        )
+        value: torch.Tensor | None = None
+        for start, stop, rows in _blocks(states, key, centre, scratch):
+            if value is None:
+                value = torch.empty(ref.numel(), dtype=rows.dtype)
+                c = coef.to(rows.dtype)
+            target = value[start:stop].view(1, -1)
+            if base is None:
+                torch.mm(c, rows, out=target)
+            else:
+                here = base[key].detach().reshape(1, -1)[:, start:stop].to(rows.dtype)
+                torch.addmm(here, c, rows, out=target)
+        if value is None:  # an empty entry
+            value = torch.empty(0, dtype=torch.float32)
+        out[key] = _cast(value, ref)
     return out
 
 
@@ -141,21 +201,26 @@ def mix(
     states: Sequence[State], matrix: torch.Tensor, keys: Sequence[str]
 ) -> list[dict[str, torch.Tensor]]:
     """Row i of ``matrix`` applied to the states: ``out[i][key] = sum_j M_ij states[j][key]``
-    for every row at once (one float32 matmul per key for float32 states, float64 for float64
+    for every row at once (one float32 matmul per block for float32 states, float64 for float64
     states; returned in each key's dtype, integers rounded)."""
     weights = matrix.to(torch.float64)
     if weights.shape[1] != len(states):
         raise ValueError(f"matrix has {weights.shape[1]} columns for {len(states)} states")
-    out: list[dict[str, torch.Tensor]] = [{} for _ in range(weights.shape[0])]
+    m = weights.shape[0]
+    scratch = _Scratch(len(states))
+    out: list[dict[str, torch.Tensor]] = [{} for _ in range(m)]
     for key in keys:
         ref = states[0][key]
-        rows = _rows(states, key, None)
-        values = weights.to(rows.dtype) @ rows
-        for i, row in enumerate(values):
-            row = row.reshape(ref.shape)
-            out[i][key] = (
-                row.to(ref.dtype) if ref.dtype.is_floating_point else row.round().to(ref.dtype)
-            )
+        values: torch.Tensor | None = None
+        for start, stop, rows in _blocks(states, key, None, scratch):
+            if values is None:
+                values = torch.empty(m, ref.numel(), dtype=rows.dtype)
+                w = weights.to(rows.dtype)
+            values[:, start:stop] = w @ rows
+        if values is None:
+            values = torch.empty(m, 0)
+        for i in range(m):
+            out[i][key] = _cast(values[i], ref)
     return out
 
 
