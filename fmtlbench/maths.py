@@ -35,12 +35,14 @@ def weighted_mean(states: Sequence[State], weights: Sequence[float]) -> dict[str
             raise ValueError(f"weights of the holders of '{key}' sum to {total}")
         coef = torch.tensor([[w / total for _, w in holders]], dtype=torch.float64)
         ref = holders[0][0][key]
-        acc = torch.empty(ref.numel(), dtype=torch.float64)
+        # floating entries are rounded once from float64 straight into their own dtype, so no
+        # float64 copy of a whole entry is ever allocated; integers keep float64 to round
+        floating = ref.dtype.is_floating_point
+        acc = torch.empty(ref.numel(), dtype=ref.dtype if floating else torch.float64)
         for start, stop, rows in _blocks([s for s, _ in holders], key, None, scratch, wide=True):
-            torch.mm(coef, rows, out=acc[start:stop].view(1, -1))
+            acc[start:stop] = (coef @ rows).view(-1)
         acc = acc.reshape(ref.shape)
-        dtype = ref.dtype
-        out[key] = acc.round().to(dtype) if not dtype.is_floating_point else acc.to(dtype)
+        out[key] = acc if floating else acc.round().to(ref.dtype)
     return out
 
 
@@ -140,19 +142,30 @@ def common_keys(states: Sequence[State]) -> list[str]:
 
 
 def gram_of(
-    states: Sequence[State], keys: Sequence[str], centre: State | None = None
+    states: Sequence[State],
+    keys: Sequence[str],
+    centre: State | None = None,
+    mean_weights: Sequence[float] | None = None,
 ) -> torch.Tensor:
     """K x K inner products of the states seen as vectors over ``keys``, optionally after
-    subtracting ``centre`` from each: one BLAS matmul per block in the states' float32 (float64
-    states stay float64), summed over blocks in float64.
+    subtracting ``centre`` from each, or their own weighted mean (``mean_weights``, summing to
+    1): one BLAS matmul per block in the states' float32 (float64 states stay float64), summed
+    over blocks in float64.
 
     Centring on a point near the states (the mean, or the global model) keeps the entries small,
-    so distances and angles read from the matrix do not lose digits to cancellation.
+    so distances and angles read from the matrix do not lose digits to cancellation. The
+    weighted mean is formed block by block from the rows already in cache, so centring on it
+    costs no extra pass over the states.
     """
+    if centre is not None and mean_weights is not None:
+        raise ValueError("give a centre or mean weights, not both")
     out = torch.zeros(len(states), len(states), dtype=torch.float64)
     scratch = _Scratch(len(states))
+    mean = None if mean_weights is None else torch.tensor([mean_weights], dtype=torch.float64)
     for key in keys:
         for _, _, rows in _blocks(states, key, centre, scratch):
+            if mean is not None:
+                rows.sub_(mean.to(rows.dtype) @ rows)
             out += (rows @ rows.T).to(torch.float64)
     return out
 

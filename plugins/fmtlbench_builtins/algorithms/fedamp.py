@@ -34,7 +34,6 @@ from fmtlbench.maths import (
     mix,
     squared_distance,
     squared_distances,
-    weighted_mean,
 )
 
 State = dict[str, torch.Tensor]
@@ -98,8 +97,7 @@ class FedAMP(Algorithm):
     def aggregate(self, round: int, updates: Sequence[Update]) -> dict[int, State]:
         states = [u.state for u in updates]
         uniform = [1.0 / len(states)] * len(states)
-        centre = weighted_mean([{n: s[n] for n in self.common} for s in states], uniform)
-        dist = squared_distances(gram_of(states, self.common, centre))
+        dist = squared_distances(gram_of(states, self.common, mean_weights=uniform))
         self.xi = attention(dist, self.params.alpha, self.params.sigma)
         clouds = self.cloud_models(states)
         payloads = {u.client: clouds[i] for i, u in enumerate(updates)}

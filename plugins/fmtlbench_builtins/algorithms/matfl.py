@@ -68,8 +68,7 @@ class MaTFL(Algorithm):
     def aggregate(self, round: int, updates: Sequence[Update]) -> dict[int, State]:
         states = [u.state for u in updates]
         weights = self.weights(updates)
-        mean = weighted_mean([{n: s[n] for n in self.encoder} for s in states], weights)
-        angles = cosine_distances(gram_of(states, self.encoder, mean))
+        angles = cosine_distances(gram_of(states, self.encoder, mean_weights=weights))
         self.labels = cluster(angles, self.params.groups)
         payloads: dict[int, State] = {}
         for label in sorted(set(self.labels)):
