@@ -91,3 +91,14 @@ def test_combine_and_mix_match_float64_reference() -> None:
     for i, row in enumerate(matrix.tolist()):
         ref = sum(c * s["w"].double() for c, s in zip(row, states, strict=True))
         assert torch.allclose(rows[i]["w"].double(), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_gram_of_centred_on_weighted_mean_by_hand() -> None:
+    """Centring on the states' own weighted mean equals centring on that mean written out."""
+    states = [{"w": torch.tensor([1.0, 0.0])}, {"w": torch.tensor([0.0, 2.0])}]
+    # mean with weights (0.25, 0.75) is (0.25, 1.5): deviations (0.75, -1.5) and (-0.25, 0.5)
+    got = maths.gram_of(states, ["w"], mean_weights=[0.25, 0.75])
+    expected = torch.tensor([[2.8125, -0.9375], [-0.9375, 0.3125]], dtype=torch.float64)
+    assert torch.allclose(got, expected)
+    with pytest.raises(ValueError):
+        maths.gram_of(states, ["w"], centre=states[0], mean_weights=[0.5, 0.5])
