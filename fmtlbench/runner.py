@@ -91,6 +91,7 @@ def execute(
     reporter = reporter or NullReporter()
     registry = registry or load_registry()
     state: dict[str, Any] | None = None
+    checkpoint.sweep(config.checkpoint_dir)  # strays of killed writes
     if resume:
         state = checkpoint.load(checkpoint.checkpoint_path(config.checkpoint_dir, resume))
         config = RunConfig.model_validate(state["config"])
