@@ -164,6 +164,12 @@ class RunConfig(_Strict):
     energy: EnergyConfig = Field(default_factory=EnergyConfig)
     reference: str | None = Field(None, description="MLflow run id of the delta-percent reference")
     checkpoint_dir: Path = Field(Path(".fmtlbench/checkpoints"))
+    checkpoint_every: int = Field(
+        1,
+        ge=1,
+        description="rounds between checkpoints (the last round is always saved); a run "
+        "killed between two resumes from the last saved round and ends the same",
+    )
 
     def dump(self) -> dict[str, Any]:
         return json.loads(self.model_dump_json())

@@ -138,6 +138,8 @@ def execute(
             metrics = engine.run_round(current)
             tracker.log_metrics(metrics, step=current)
             history[current] = metrics
+            if current % config.checkpoint_every and current != rounds:
+                continue  # a kill before the next save resumes from the last saved round
             checkpoint.save(
                 ckpt,
                 {

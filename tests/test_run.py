@@ -154,3 +154,16 @@ def test_checkpoint_at_the_last_round_resumes_to_a_clean_finish(tiny_config):
     resumed = execute(one, resume=killed.info.run_id)
     assert client.get_run(killed.info.run_id).info.status == "FINISHED"
     assert resumed.final.per_client == straight.final.per_client
+
+
+def test_a_run_killed_between_checkpoints_resumes_from_the_last_saved_round(tiny_config):
+    config = tiny_config(checkpoint_every=2, training={"rounds": 3, "eval_initial": False})
+    straight = execute(config)
+    with pytest.raises(KeyboardInterrupt):
+        execute(config, reporter=StopAt(3))  # round 1 was not saved, round 2 was
+    killed = _newest_killed(MlflowClient())
+    path = checkpoint.checkpoint_path(config.checkpoint_dir, killed.info.run_id)
+    assert checkpoint.load(path)["round"] == 2
+    resumed = execute(config, resume=killed.info.run_id)
+    assert resumed.final.per_client == straight.final.per_client
+    assert resumed.history[3]["comm/down_bytes"] == straight.history[3]["comm/down_bytes"]
