@@ -92,7 +92,11 @@ class Engine:
         self.config: RunConfig = fed.config
         self.reporter = reporter or NullReporter()
         self.reference = dict(reference or {})
+        #: Storage ids each client already holds, so a resent tensor is not counted as
+        #: downloaded again; it is part of a checkpoint, since it changes ``comm/*``.
         self.delivered: list[set[int]] = [set() for _ in fed.clients]
+        #: The latest evaluation (the final one once the last round ran).
+        self.last: Evaluation | None = None
         if self.reference:
             missing = [k for k in self.reference_keys() if k not in self.reference]
             if missing:

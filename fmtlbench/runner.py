@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from fmtlbench import __version__, cachekey, checkpoint
+from fmtlbench import resume as resume_state
 from fmtlbench.config import RunConfig
 from fmtlbench.config_keys import check_dataset_keys
 from fmtlbench.energy import EnergyMeter
@@ -113,6 +114,7 @@ def execute(
             raise ConfigError(f"checkpoint of run {resume} does not match its partition")
         fed.states = state["states"]
         fed.algorithm.load_state_dict(state["algorithm"])
+        engine.delivered = resume_state.delivered_ids(state["delivered"])
         start, history, initial = state["round"] + 1, state["history"], state["initial"]
         tracker.resume(resume)
         run_id = resume
@@ -147,6 +149,9 @@ def execute(
                     "round": current,
                     "states": fed.states,
                     "algorithm": fed.algorithm.state_dict(),
+                    "delivered": resume_state.delivered_tensors(
+                        engine.delivered, fed.states, fed.algorithm.state_dict()
+                    ),
                     "partition_hash": fed.manifest.digest(),
                     "history": history,
                     "initial": initial,
@@ -154,7 +159,7 @@ def execute(
             )
         # a checkpoint saved at the last round (killed before closing) runs no round: evaluate
         # the restored states, which gives the same result the final round had
-        final = getattr(engine, "last", None) or engine.evaluate(rounds)
+        final = engine.last or engine.evaluate(rounds)
         current = min(current, rounds)
         tracker.log_json(
             {"round": final.round, "clients": final.per_client, "delta": final.delta},

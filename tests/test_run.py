@@ -167,3 +167,16 @@ def test_a_run_killed_between_checkpoints_resumes_from_the_last_saved_round(tiny
     resumed = execute(config, resume=killed.info.run_id)
     assert resumed.final.per_client == straight.final.per_client
     assert resumed.history[3]["comm/down_bytes"] == straight.history[3]["comm/down_bytes"]
+
+
+def test_resumed_fedprox_counts_its_anchor_download_like_the_uninterrupted_run(tiny_config):
+    """FedProx's anchor is the global model each client was just sent: the delivery record
+    survives the checkpoint, so round 2 after a resume does not count it as downloaded again."""
+    config = tiny_config(algorithm={"name": "fedprox"}, training={"eval_initial": False})
+    straight = execute(config)
+    with pytest.raises(KeyboardInterrupt):
+        execute(config, reporter=StopAt(2))
+    resumed = execute(config, resume=_newest_killed(MlflowClient()).info.run_id)
+    comm = {k: v for k, v in straight.history[2].items() if k.startswith("comm/")}
+    assert comm and {k: resumed.history[2][k] for k in comm} == comm
+    assert resumed.final.per_client == straight.final.per_client
