@@ -33,3 +33,42 @@ def delivered_tensors(delivered: list[set[int]], *sources: Any) -> list[list[tor
 def delivered_ids(saved: list[list[torch.Tensor]]) -> list[set[int]]:
     """The delivery record of a resumed run, from the restored delivered tensors."""
     return [traffic.storage_ids(tensors) for tensors in saved]
+
+
+#: Flags of ``fmtlbench run`` that may accompany ``--resume``: ``--rounds`` extends the run;
+#: ``--set checkpoint_dir=...`` only says where the checkpoint is. Every other setting is the
+#: checkpoint's own, since changing it mid-run would give a run no config describes.
+SAFE_WITH_RESUME = ("rounds",)
+
+
+def refuse_unsafe_flags(options: dict[str, Any], sets: tuple[str, ...], config_file: Any) -> None:
+    """Raise ``ConfigError`` naming every flag given with ``--resume`` that cannot apply."""
+    from fmtlbench.errors import ConfigError
+
+    named = [f"--{k.replace('_', '-')}" for k, v in options.items() if v is not None]
+    named = [n for n in named if n.lstrip("-") not in SAFE_WITH_RESUME]
+    named += [f"--set {s}" for s in sets if not s.strip().startswith("checkpoint_dir=")]
+    if config_file is not None:
+        named.insert(0, "--config")
+    if named:
+        raise ConfigError(
+            f"{', '.join(named)} cannot be used with --resume: a resumed run keeps its "
+            "checkpoint's settings (allowed: --rounds to extend it, --set checkpoint_dir=... "
+            "to find the checkpoint)"
+        )
+
+
+def resumed_config(state: dict[str, Any], rounds: int | None = None):
+    """The checkpoint's config, with ``rounds`` (if given) extending it past the saved round."""
+    from fmtlbench.config import RunConfig
+    from fmtlbench.errors import ConfigError
+
+    data = state["config"]
+    if rounds is not None:
+        if rounds < state["round"]:
+            raise ConfigError(
+                f"--rounds {rounds} is before the checkpoint's round {state['round']}: "
+                "a resumed run can only be extended"
+            )
+        data = {**data, "training": {**data["training"], "rounds": rounds}}
+    return RunConfig.model_validate(data)

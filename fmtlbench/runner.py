@@ -87,15 +87,16 @@ def execute(
     reporter: Reporter | None = None,
     registry: Registry | None = None,
     resume: str | None = None,
+    rounds: int | None = None,
 ) -> RunOutcome:
-    """Run (or resume) one federated run end to end."""
+    """Run (or resume) one federated run end to end; ``rounds`` extends a resumed run."""
     reporter = reporter or NullReporter()
     registry = registry or load_registry()
     state: dict[str, Any] | None = None
     checkpoint.sweep(config.checkpoint_dir)  # strays of killed writes
     if resume:
         state = checkpoint.load(checkpoint.checkpoint_path(config.checkpoint_dir, resume))
-        config = RunConfig.model_validate(state["config"])
+        config = resume_state.resumed_config(state, rounds)
     check_dataset_keys(config, registry)
     fed = build_federation(config, registry)
     tracker = Tracker(config.tracking.uri, config.tracking.experiment)

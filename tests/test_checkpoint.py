@@ -222,3 +222,31 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_says_what_is_needed(tmp_p
     kept = checkpoint.load(path)
     assert kept["round"] == 1 and torch.equal(kept["w"], torch.zeros(1000))
     assert [p.name for p in path.parent.iterdir()] == [checkpoint.NAME]  # no temp left
+
+
+def test_resume_refuses_other_flags_by_name(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "fmtlbench", "run", "--resume", "any", "--algo", "fedprox"]
+        + ["--seed", "3", "--rounds", "9", "--set", "training.lr=1"]
+        + ["--set", f"checkpoint_dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    message = (out.stderr + out.stdout).strip()
+    assert "--algo, --seed, --set training.lr=1 cannot be used with --resume" in message
+    assert "--rounds," not in message and "checkpoint_dir=/" not in message
+
+
+def test_resumed_config_is_the_checkpoints_extended_only_by_rounds() -> None:
+    from fmtlbench.config import RunConfig
+    from fmtlbench.errors import ConfigError
+    from fmtlbench.resume import resumed_config
+
+    saved = RunConfig.model_validate({"seed": 7, "training": {"rounds": 3}}).dump()
+    state = {"config": saved, "round": 2}
+    assert resumed_config(state).seed == 7 and resumed_config(state).training.rounds == 3
+    assert resumed_config(state, 10).training.rounds == 10
+    with pytest.raises(ConfigError, match="can only be extended"):
+        resumed_config(state, 1)
