@@ -105,3 +105,50 @@ def test_a_locked_database_is_retried_then_gives_up(monkeypatch):
         tracking.retry_locked(always)
     with pytest.raises(ValueError):  # any other error is not retried
         tracking.retry_locked(lambda: (_ for _ in ()).throw(ValueError("no")))
+
+
+@pytest.mark.slow  # two full CLI runs (imports of torch, timm, mlflow in each): ~1 minute
+def test_two_real_runs_started_together_in_an_empty_folder(tmp_path: Path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import tiny_overrides
+
+    store = tmp_path / "store"
+    store.mkdir()
+    uri = f"sqlite:///{store}/mlflow.db"
+    procs = []
+    for seed in (0, 1):
+        cfg = tmp_path / f"run{seed}.json"
+        merged: dict = {}
+        for fragment in tiny_overrides(tmp_path / f"r{seed}"):
+            merged.update(fragment)
+        cfg.write_text(json.dumps(merged))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "fmtlbench",
+                    "run",
+                    "--config",
+                    str(cfg),
+                    "--seed",
+                    str(seed),
+                ]
+                + ["--tracking-uri", uri, "--experiment", "together"],
+                cwd=tmp_path,
+                env={**os.environ, "OMP_NUM_THREADS": "1"},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("together").experiment_id])
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
+    assert {r.data.tags["seed"] for r in runs} == {"0", "1"}
