@@ -206,12 +206,15 @@ SHARED_GROUPS: dict[str, frozenset[str]] = {
 
 @dataclass(frozen=True)
 class ClientInfo:
-    """What the server knows of a client: its position, data and tasks."""
+    """What the server knows of a client: its position, data, tasks and local schedule."""
 
     index: int
     dataset: str
     tasks: tuple[str, ...]
     num_train: int
+    #: The configured local epochs E of the client's dataset (what ``Phase(epochs=None)``
+    #: runs), for methods that split E among phases (FedRep).
+    local_epochs: int = 1
 
 
 @dataclass
