@@ -156,7 +156,7 @@ def test_checkpoint_at_the_last_round_resumes_to_a_clean_finish(tiny_config):
     assert resumed.final.per_client == straight.final.per_client
 
 
-def test_algorithm_round_metrics_are_logged_under_algo(tiny_config):
+def test_fedamp_round_metrics_are_logged_under_algo(tiny_config):
     """FedAMP with sigma far above every squared distance: each of the 4 clients attends
     alpha / sigma = 0.5 to each of its 3 peers, a row sum of 1.5, so all 4 rows are clipped."""
     config = tiny_config(
