@@ -156,6 +156,7 @@ def test_checkpoint_at_the_last_round_resumes_to_a_clean_finish(tiny_config):
     assert resumed.final.per_client == straight.final.per_client
 
 
+@pytest.mark.slow
 def test_fedamp_round_metrics_are_logged_under_algo(tiny_config):
     """FedAMP with sigma far above every squared distance: each of the 4 clients attends
     alpha / sigma = 0.5 to each of its 3 peers, a row sum of 1.5, so all 4 rows are clipped."""
