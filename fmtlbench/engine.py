@@ -165,6 +165,8 @@ class Engine:
         t1 = time.perf_counter()
         phase_laps = {"train": self.lap()}
         payloads = fed.algorithm.aggregate(r, updates)
+        algo = fed.algorithm
+        metrics.update({f"algo/{algo.name}/{k}": v for k, v in algo.round_metrics().items()})
         for k, payload in payloads.items():
             fed.apply(k, payload)
         t2 = time.perf_counter()

@@ -180,3 +180,33 @@ def test_resumed_fedprox_counts_its_anchor_download_like_the_uninterrupted_run(t
     comm = {k: v for k, v in straight.history[2].items() if k.startswith("comm/")}
     assert comm and {k: resumed.history[2][k] for k in comm} == comm
     assert resumed.final.per_client == straight.final.per_client
+
+
+@pytest.mark.slow
+def test_fedamp_round_metrics_are_logged_under_algo(tiny_config):
+    """FedAMP with sigma far above every squared distance: each of the 4 clients attends
+    alpha / sigma = 0.5 to each of its 3 peers, a row sum of 1.5, so all 4 rows are clipped."""
+    config = tiny_config(
+        algorithm={"name": "fedamp", "params": {"alpha": 5e11, "sigma": 1e12}},
+        training={"rounds": 1, "eval_initial": False},
+    )
+    run_id = execute(config).run_id
+    client = MlflowClient()
+    clipped = client.get_metric_history(run_id, "algo/fedamp/clipped_rows")
+    assert [(m.step, m.value) for m in clipped] == [(1, 4.0)]
+    assert client.get_metric_history(run_id, "algo/fedamp/min_self_weight")[0].value == (
+        pytest.approx(0.0, abs=1e-9)
+    )
+
+
+@pytest.mark.slow
+def test_fedrep_trains_the_configured_local_epochs_in_total(tiny_config):
+    """E = 2 from the config reaches FedRep: head 1 + body 1, no epoch beyond E."""
+    config = tiny_config(
+        algorithm={"name": "fedrep"},
+        training={"rounds": 1, "eval_initial": False, "local_epochs": {"default": 2}},
+    )
+    outcome = execute(config)
+    assert [p.epochs for p in outcome.federation.algorithm.local_phases(0)] == [1, 1]
+    history = MlflowClient().get_metric_history(outcome.run_id, "algo/fedrep/extra_epochs")
+    assert [m.value for m in history] == [0.0]
