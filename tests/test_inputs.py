@@ -1,0 +1,85 @@
+"""Hostile inputs end in one clear line and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fmtlbench.cli import main
+
+
+def _fails_cleanly(args: list[str], *needles: str) -> str:
+    result = CliRunner().invoke(main, args)
+    output = result.output.strip()
+    assert result.exit_code not in (0, None), output
+    assert "Traceback" not in output and not isinstance(result.exception, AssertionError)
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert len(output.splitlines()) == 1, output
+    for needle in needles:
+        assert needle in output, output
+    return output
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["!!float x", "!!int x", "!!timestamp x", "!!python/object:os.system ls", "!!binary ?"],
+)
+def test_yaml_tags_in_set_values(value):
+    _fails_cleanly(["run", "--dry-run", "--set", f"training.lr={value}"], "training.lr")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "lr: !!float x\n",
+        "seed: !!int x\n",
+        "when: !!timestamp x\n",
+        "x: !!python/object:os.system\n",
+    ],
+)
+def test_yaml_tags_in_config_files(tmp_path, text):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    _fails_cleanly(["run", "--dry-run", "--config", str(path)], str(path))
+
+
+def test_yaml_errors_keep_line_and_column(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("training:\n  lr: 0.1\n  rounds: [1, 2\n")
+    out = _fails_cleanly(["run", "--dry-run", "--config", str(path)], str(path))
+    assert "line 4, column 1" in out, out
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".toml", ".json"])
+def test_a_binary_config_file(tmp_path, suffix):
+    path = tmp_path / f"run{suffix}"
+    path.write_bytes(os.urandom(64) + b"\xff\xfe\x00\x81")
+    _fails_cleanly(["run", "--dry-run", "--config", str(path)], str(path))
+
+
+def test_a_seed_beyond_64_bits():
+    _fails_cleanly(["run", "--dry-run", "--set", f"seed={2**70}"], "seed")
+
+
+def _csv(tmp_path: Path, data: bytes) -> Path:
+    path = tmp_path / "table.csv"
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "method,setting,dataset,task,metric,value\nLokál,G,d,semseg,miou,1\n".encode("latin-1"),
+        b"method,setting,dataset,task,metric,value\nA,G,d,semseg,miou," + b"9" * 200_000 + b"\n",
+        bytes(range(256)) * 8,
+        b"method,setting\x00,dataset\n",
+    ],
+    ids=["latin-1", "huge field", "random bytes", "nul byte"],
+)
+def test_leaderboard_csvs_that_are_not_text_tables(tmp_path, data):
+    path = _csv(tmp_path, data)
+    _fails_cleanly(["leaderboard", "--from-csv", str(path), "--no-log"], str(path))
