@@ -83,3 +83,34 @@ def _csv(tmp_path: Path, data: bytes) -> Path:
 def test_leaderboard_csvs_that_are_not_text_tables(tmp_path, data):
     path = _csv(tmp_path, data)
     _fails_cleanly(["leaderboard", "--from-csv", str(path), "--no-log"], str(path))
+
+
+def test_a_download_target_that_is_an_existing_file(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    args = ["data", "download", "nyudv2", "--to", str(tmp_path / "afile")]
+    _fails_cleanly([*args, "--url", "http://127.0.0.1:9/x.tar"], "--to", "not a folder")
+
+
+def test_sha256_is_checked_before_any_download(tmp_path):
+    args = ["data", "download", "nyudv2", "--to", str(tmp_path / "d"), "--url"]
+    _fails_cleanly([*args, "http://127.0.0.1:9/x.tar", "--sha256", "xyz"], "--sha256", "64")
+    assert not (tmp_path / "d").exists()
+
+
+def test_unknown_url_schemes_are_refused_at_once(tmp_path):
+    args = ["data", "download", "nyudv2", "--to", str(tmp_path / "d")]
+    _fails_cleanly([*args, "--url", "gopher://x/y.tar"], "gopher", "https")
+
+
+def test_an_unchecked_leftover_archive_is_fetched_again(tmp_path):
+    from fmtlbench.download import fetch
+
+    source, dest = tmp_path / "good.bin", tmp_path / "got.bin"
+    source.write_bytes(b"good archive")
+    dest.write_bytes(b"broken leftover")
+    fetch(source.as_uri(), dest)  # no checksum known
+    assert dest.read_bytes() == b"good archive"
+
+
+def test_tracking_uri_empty_is_an_error():
+    _fails_cleanly(["run", "--dry-run", "--tracking-uri", ""], "tracking.uri")
