@@ -114,3 +114,11 @@ def test_an_unchecked_leftover_archive_is_fetched_again(tmp_path):
 
 def test_tracking_uri_empty_is_an_error():
     _fails_cleanly(["run", "--dry-run", "--tracking-uri", ""], "tracking.uri")
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_id(tmp_path):
+    from fmtlbench_builtins.datasets.decoding import read_ids
+
+    split = tmp_path / "train.txt"
+    split.write_bytes("\ufeff2008_000002\r\n2008_000003\n".encode())
+    assert read_ids(split, "train") == ["2008_000002", "2008_000003"]
