@@ -122,3 +122,22 @@ def test_a_byte_order_mark_is_not_part_of_the_first_id(tmp_path):
     split = tmp_path / "train.txt"
     split.write_bytes("\ufeff2008_000002\r\n2008_000003\n".encode())
     assert read_ids(split, "train") == ["2008_000002", "2008_000003"]
+
+
+@pytest.mark.parametrize("status", ["RUNNING", "FAILED", "KILLED"])
+def test_a_reference_run_that_has_not_finished_is_refused(tmp_path, status):
+    import mlflow
+
+    from fmtlbench.errors import ConfigError
+    from fmtlbench.leaderboard.reference import check_reference
+
+    client = mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name("refs") or client.create_experiment("refs")
+    exp_id = exp if isinstance(exp, str) else exp.experiment_id
+    run = client.create_run(exp_id)
+    if status != "RUNNING":
+        client.set_terminated(run.info.run_id, status=status)
+    with pytest.raises(ConfigError, match=f"'{run.info.run_id}' is {status}, not FINISHED"):
+        check_reference(client.get_run(run.info.run_id))
+    client.set_terminated(run.info.run_id, status="FINISHED")
+    check_reference(client.get_run(run.info.run_id))  # a finished run passes
