@@ -115,6 +115,14 @@ class DataConfig(_Strict):
         default_factory=dict, description="per-dataset plugin parameters"
     )
 
+    @field_validator("cache_dir")
+    @classmethod
+    def _cache_is_a_folder(cls, value: Path) -> Path:
+        # found now, not as a traceback when the first twin is written
+        if value.exists() and not value.is_dir():
+            raise ValueError(f"{value} is a file, not a folder; give a folder path")
+        return value
+
 
 class EnergyConfig(_Strict):
     """Energy and CO2e measurement with codecarbon's offline tracker (never the network)."""

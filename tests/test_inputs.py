@@ -141,3 +141,9 @@ def test_a_reference_run_that_has_not_finished_is_refused(tmp_path, status):
         check_reference(client.get_run(run.info.run_id))
     client.set_terminated(run.info.run_id, status="FINISHED")
     check_reference(client.get_run(run.info.run_id))  # a finished run passes
+
+
+def test_a_cache_path_that_is_not_a_folder(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    args = ["run", "--dry-run", "--set", f"data.cache_dir={tmp_path / 'afile'}"]
+    _fails_cleanly(args, "data.cache_dir", "not a folder")
