@@ -209,7 +209,14 @@ def read_mapping(path: Path) -> dict[str, Any]:
             data = json.loads(text)
         else:
             data = yaml.safe_load(text) or {}
-    except (yaml.YAMLError, ValueError, TypeError, OverflowError, AttributeError) as exc:
+    except (
+        yaml.YAMLError,
+        ValueError,
+        TypeError,
+        OverflowError,
+        AttributeError,
+        IndexError,
+    ) as exc:
         # tomllib and json errors are ValueErrors; YAML tags such as ``!!float x`` raise
         # ValueError/TypeError (``!!timestamp x``: AttributeError) from the constructor
         raise ConfigError(f"cannot parse {path}: {_parse_problem(exc)}") from None
@@ -262,7 +269,13 @@ def parse_assignment(text: str) -> dict[str, Any]:
         raise ConfigError(f"override '{text}': {exc.problem}") from None
     except yaml.YAMLError:
         value = raw
-    except (ValueError, TypeError, OverflowError, AttributeError) as exc:  # ``!!float x``
+    except (
+        ValueError,
+        TypeError,
+        OverflowError,
+        AttributeError,
+        IndexError,
+    ) as exc:  # ``!!float x``
         raise ConfigError(f"override '{text}': {' '.join(str(exc).split())}") from None
     tree: dict[str, Any] = {}
     node = tree
