@@ -52,3 +52,17 @@ def test_leaderboard_csvs(body, header):
         read_csv(path)
     except FmtlbenchError:
         pass
+
+
+@FUZZ
+@given(data=st.binary(max_size=200) | st.text(max_size=200).map(str.encode),
+       suffix=st.sampled_from([".yaml", ".toml"]))  # fmt: skip
+def test_scenario_files(data, suffix):
+    from fmtlbench.scenario import load_scenario_file
+
+    path = FOLDER / f"scenario{suffix}"
+    path.write_bytes(data)
+    try:
+        load_scenario_file(path)
+    except FmtlbenchError:
+        pass
