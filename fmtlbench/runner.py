@@ -102,10 +102,14 @@ def execute(
     tracker = Tracker(config.tracking.uri, config.tracking.experiment)
     reference = None
     if config.reference:
+        from fmtlbench.leaderboard.reference import check_reference
+
         try:
-            reference = tracker.final_metrics(config.reference)
+            found = tracker.client.get_run(config.reference)
         except Exception as exc:
             raise ConfigError(f"reference run '{config.reference}' not found: {exc}") from None
+        check_reference(found)
+        reference = dict(found.data.metrics)
     energy = EnergyMeter(config.energy)
     engine = Engine(fed, reporter, reference, energy)
     rounds = config.training.rounds
