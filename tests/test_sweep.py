@@ -75,8 +75,11 @@ def test_bad_cells_fail_before_anything_runs_naming_cell_and_field(tmp_path):
         "algorithm.name": "nosuchalgo",  # unknown component
         "training.lr": "training.lr",  # out of range
     }
-    values = {"algorithm.nmae": ["x"], "algorithm.name": ["fedavg", "nosuchalgo"],
-              "training.lr": [1e-3, 50.0]}
+    values = {
+        "algorithm.nmae": ["x"],
+        "algorithm.name": ["fedavg", "nosuchalgo"],
+        "training.lr": [1e-3, 50.0],
+    }
     for axis, expected in cases.items():
         path = _sweep_file(tmp_path, name="bad", **{axis: values[axis]})
         result = CliRunner().invoke(main, ["sweep", path, "--dry-run"])
