@@ -58,7 +58,7 @@ def test_second_sweep_does_no_work_and_a_deleted_cell_runs_alone(tmp_path):
     assert len(_runs(tmp_path)[1]) == 2  # no new MLflow run
 
     status = _sweep(path, "--status")
-    assert status.output.count("done") == 2 and "2 cells: 2 done" in status.output
+    assert status.output.count("│ done") == 2 and "2 cells: 2 done" in status.output
 
     local = next(r for r in runs if r.data.tags["algorithm"] == "local")
     client.delete_run(local.info.run_id)
