@@ -33,6 +33,7 @@ LAZY_COMMANDS = {
     "scenarios": "fmtlbench.commands.scenarios:scenarios",
     "models": "fmtlbench.commands.models:models",
     "leaderboard": "fmtlbench.commands.leaderboard:leaderboard",
+    "sweep": "fmtlbench.commands.sweep:sweep",
 }
 
 

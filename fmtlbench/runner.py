@@ -88,8 +88,10 @@ def execute(
     registry: Registry | None = None,
     resume: str | None = None,
     rounds: int | None = None,
+    tags: dict[str, str] | None = None,
 ) -> RunOutcome:
-    """Run (or resume) one federated run end to end; ``rounds`` extends a resumed run."""
+    """Run (or resume) one federated run end to end; ``rounds`` extends a resumed run and
+    ``tags`` are added to a new run's tags (a sweep's name, for instance)."""
     reporter = reporter or NullReporter()
     registry = registry or load_registry()
     state: dict[str, Any] | None = None
@@ -125,7 +127,9 @@ def execute(
         run_id = resume
         reporter.message(f"resuming run {run_id} at round {start}/{rounds}")
     else:
-        run_id = tracker.start(config.tracking.run_name, run_tags(fed, registry))
+        run_id = tracker.start(
+            config.tracking.run_name, {**run_tags(fed, registry), **(tags or {})}
+        )
         tracker.log_params(config.flat())
         tracker.log_text(yaml.safe_dump(config.dump(), sort_keys=False), "config.yaml")
         tracker.log_text(fed.manifest.model_dump_json(indent=2), "manifest.json")
