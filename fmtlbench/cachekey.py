@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 TAG = "fmtlbench.cache_key"
 
 # Top-level RunConfig fields that do not change the result.
-_IGNORED = ("tracking", "executor", "checkpoint_dir", "energy")
+_IGNORED = ("tracking", "executor", "checkpoint_dir", "checkpoint_every", "energy")
 # DataConfig fields that are locations, not content (the data kind is hashed instead).
 _IGNORED_DATA = ("root", "cache_dir")
 

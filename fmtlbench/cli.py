@@ -33,6 +33,7 @@ LAZY_COMMANDS = {
     "scenarios": "fmtlbench.commands.scenarios:scenarios",
     "models": "fmtlbench.commands.models:models",
     "leaderboard": "fmtlbench.commands.leaderboard:leaderboard",
+    "sweep": "fmtlbench.commands.sweep:sweep",
 }
 
 
@@ -154,6 +155,12 @@ def run(config_file, resume, dry_run, **options) -> None:
 
     from fmtlbench.config import build_config
 
+    if resume:
+        from fmtlbench.resume import refuse_unsafe_flags
+
+        refuse_unsafe_flags(
+            {k: v for k, v in options.items() if k != "set_"}, options["set_"], config_file
+        )
     config = build_config(config_file, _overrides(**options))
     if dry_run:
         click.echo(yaml.safe_dump(config.dump(), sort_keys=False))
@@ -165,10 +172,16 @@ def run(config_file, resume, dry_run, **options) -> None:
 
     if not resume:
         resolve_components(config, load_registry())  # name and parameter errors come first
+    else:  # the banner shows what runs: the checkpoint's settings, not the flags'
+        from fmtlbench import checkpoint
+        from fmtlbench.resume import resumed_config
+
+        saved = checkpoint.load(checkpoint.checkpoint_path(config.checkpoint_dir, resume))
+        config = resumed_config(saved, options["rounds"])
     reporter = RichReporter()
     reporter.banner(config)
     with reporter:
-        outcome = execute(config, reporter=reporter, resume=resume)
+        outcome = execute(config, reporter=reporter, resume=resume, rounds=options["rounds"])
     results_table(reporter.console, outcome)
 
 

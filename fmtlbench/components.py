@@ -206,12 +206,15 @@ SHARED_GROUPS: dict[str, frozenset[str]] = {
 
 @dataclass(frozen=True)
 class ClientInfo:
-    """What the server knows of a client: its position, data and tasks."""
+    """What the server knows of a client: its position, data, tasks and local schedule."""
 
     index: int
     dataset: str
     tasks: tuple[str, ...]
     num_train: int
+    #: The configured local epochs E of the client's dataset (what ``Phase(epochs=None)``
+    #: runs), for methods that split E among phases (FedRep).
+    local_epochs: int = 1
 
 
 @dataclass
@@ -252,9 +255,10 @@ class Algorithm(Component):
     threads or devices. The engine calls, each round: ``context(k)`` for every client (sent
     with its job), ``client_loss`` at every local step, ``local_phases`` for the schedule, and
     ``aggregate`` with the clients' ``Update`` objects, returning per-client payloads
-    (fragments the engine loads into each client's model). Entries are named by exchange
-    names (``fmtlbench.exchange``), equal across clients exactly when they may be combined;
-    ``setup`` receives every client's exchangeable entries and their groups under those names.
+    (fragments the engine loads into each client's model), then ``round_metrics``. Entries
+    are named by exchange names (``fmtlbench.exchange``), equal across clients exactly when
+    they may be combined; ``setup`` receives every client's exchangeable entries and their
+    groups under those names.
     """
 
     kind: ClassVar[str] = "algorithm"
@@ -338,6 +342,12 @@ class Algorithm(Component):
     ) -> dict[int, dict[str, torch.Tensor]]:
         """Combine the round's updates into payloads, keyed by client index."""
         raise NotImplementedError
+
+    def round_metrics(self) -> dict[str, float]:
+        """Diagnostics of the latest ``aggregate``, logged with the round's metrics as
+        ``algo/<name>/<key>``: how a method says when its documented departures from the
+        paper came into play (e.g. FedAMP's clipped attention rows). Default none."""
+        return {}
 
     def state_dict(self) -> dict[str, Any]:
         """Server state to checkpoint (default: nothing beyond the constructor's params)."""

@@ -115,6 +115,14 @@ class DataConfig(_Strict):
         default_factory=dict, description="per-dataset plugin parameters"
     )
 
+    @field_validator("cache_dir")
+    @classmethod
+    def _cache_is_a_folder(cls, value: Path) -> Path:
+        # found now, not as a traceback when the first twin is written
+        if value.exists() and not value.is_dir():
+            raise ValueError(f"{value} is a file, not a folder; give a folder path")
+        return value
+
 
 class EnergyConfig(_Strict):
     """Energy and CO2e measurement with codecarbon's offline tracker (never the network)."""
@@ -164,6 +172,12 @@ class RunConfig(_Strict):
     energy: EnergyConfig = Field(default_factory=EnergyConfig)
     reference: str | None = Field(None, description="MLflow run id of the delta-percent reference")
     checkpoint_dir: Path = Field(Path(".fmtlbench/checkpoints"))
+    checkpoint_every: int = Field(
+        1,
+        ge=1,
+        description="rounds between checkpoints (the last round is always saved); a run "
+        "killed between two resumes from the last saved round and ends the same",
+    )
 
     def dump(self) -> dict[str, Any]:
         return json.loads(self.model_dump_json())
@@ -188,7 +202,12 @@ def read_mapping(path: Path) -> dict[str, Any]:
         )
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text()
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte {exc.start}); give a YAML/TOML/JSON file"
+        ) from None
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(text)
@@ -196,11 +215,29 @@ def read_mapping(path: Path) -> dict[str, Any]:
             data = json.loads(text)
         else:
             data = yaml.safe_load(text) or {}
-    except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot parse {path}: {exc}".splitlines()[0]) from None
+    except (
+        yaml.YAMLError,
+        ValueError,
+        TypeError,
+        OverflowError,
+        AttributeError,
+        IndexError,
+    ) as exc:
+        # tomllib and json errors are ValueErrors; YAML tags such as ``!!float x`` raise
+        # ValueError/TypeError (``!!timestamp x``: AttributeError) from the constructor
+        raise ConfigError(f"cannot parse {path}: {_parse_problem(exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping at its top level")
     return data
+
+
+def _parse_problem(exc: Exception) -> str:
+    """One line saying what is wrong and where (YAML errors keep their line and column)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or " ".join(str(exc).split()) or type(exc).__name__
+    if mark is not None:
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return problem
 
 
 def load_profile(name: str) -> dict[str, Any]:
@@ -234,8 +271,18 @@ def parse_assignment(text: str) -> dict[str, Any]:
     key, raw = text.split("=", 1)
     try:
         value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.constructor.ConstructorError as exc:
+        raise ConfigError(f"override '{text}': {exc.problem}") from None
     except yaml.YAMLError:
         value = raw
+    except (
+        ValueError,
+        TypeError,
+        OverflowError,
+        AttributeError,
+        IndexError,
+    ) as exc:  # ``!!float x``
+        raise ConfigError(f"override '{text}': {' '.join(str(exc).split())}") from None
     tree: dict[str, Any] = {}
     node = tree
     parts = key.strip().split(".")

@@ -35,6 +35,26 @@ class DownloadError(DataError):
     """A download failed, was refused (checksum) or its archive is unsafe or unreadable."""
 
 
+#: URL schemes urllib can fetch; anything else fails the same way on every retry.
+SCHEMES = ("http", "https", "file")
+
+
+def check_request(url: str, sha256: str | None, to: Path | None = None) -> None:
+    """Refuse, before any byte is fetched, what can only fail later: an unknown URL scheme,
+    a ``--sha256`` that is not 64 hex digits, a ``--to`` that exists and is not a folder."""
+    scheme = urlparse(url).scheme.lower()
+    if scheme not in SCHEMES:
+        raise DownloadError(
+            f"--url {url}: unsupported scheme {scheme or '(none)'!r}; use {', '.join(SCHEMES)}"
+        )
+    if sha256 is not None and not (
+        len(sha256) == 64 and all(c in "0123456789abcdef" for c in sha256.lower())
+    ):
+        raise DownloadError(f"--sha256 {sha256!r}: expected 64 hexadecimal digits")
+    if to is not None and to.exists() and not to.is_dir():
+        raise DownloadError(f"--to {to} exists and is not a folder; give a folder path")
+
+
 def sha256_of(path: Path) -> str:
     """Hex SHA-256 of a file, read in chunks so that large archives and checkpoints do not
     fill memory (recorded for weight files, checked for downloads)."""
@@ -110,10 +130,12 @@ def fetch(
     the number of failures so far.
     """
     dest = Path(dest)
+    check_request(url, sha256)
     expected = sha256.lower() if sha256 else None
     if dest.is_file():
-        digest = sha256_of(dest)
-        if expected is None or digest == expected:
+        # with nothing to check it against, a leftover archive may be a broken one: fetch again
+        digest = sha256_of(dest) if expected else None
+        if digest is not None and digest == expected:
             return digest
         dest.unlink()
     part = dest.with_name(dest.name + ".part")
@@ -206,6 +228,7 @@ def install(
 ) -> tuple[Path, str]:
     """Download and extract a dataset archive to ``to/folder``; returns (folder, SHA-256)."""
     to = Path(to)
+    check_request(url, sha256, to)
     target = to / folder
     if target.exists():
         raise DownloadError(f"{target} already exists; remove it or choose another --to folder")

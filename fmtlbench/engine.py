@@ -92,7 +92,11 @@ class Engine:
         self.config: RunConfig = fed.config
         self.reporter = reporter or NullReporter()
         self.reference = dict(reference or {})
+        #: Storage ids each client already holds, so a resent tensor is not counted as
+        #: downloaded again; it is part of a checkpoint, since it changes ``comm/*``.
         self.delivered: list[set[int]] = [set() for _ in fed.clients]
+        #: The latest evaluation (the final one once the last round ran).
+        self.last: Evaluation | None = None
         if self.reference:
             missing = [k for k in self.reference_keys() if k not in self.reference]
             if missing:
@@ -161,6 +165,8 @@ class Engine:
         t1 = time.perf_counter()
         phase_laps = {"train": self.lap()}
         payloads = fed.algorithm.aggregate(r, updates)
+        algo = fed.algorithm
+        metrics.update({f"algo/{algo.name}/{k}": v for k, v in algo.round_metrics().items()})
         for k, payload in payloads.items():
             fed.apply(k, payload)
         t2 = time.perf_counter()

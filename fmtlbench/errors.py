@@ -28,3 +28,7 @@ class DataError(FmtlbenchError):
 
 class IncompatibleError(FmtlbenchError):
     """The chosen algorithm cannot run on the chosen clients/models; the message says why."""
+
+
+class CheckpointError(FmtlbenchError):
+    """A checkpoint cannot be written (full disk) or is not one this project can load."""

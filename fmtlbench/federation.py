@@ -76,7 +76,9 @@ class Client:
 
     @property
     def info(self) -> ClientInfo:
-        return ClientInfo(self.index, self.dataset.name, tuple(self.specs), len(self.train.dataset))
+        return ClientInfo(
+            self.index, self.dataset.name, tuple(self.specs), len(self.train.dataset), self.epochs
+        )
 
 
 @dataclass

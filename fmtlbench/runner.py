@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from fmtlbench import __version__, cachekey, checkpoint
+from fmtlbench import resume as resume_state
 from fmtlbench.config import RunConfig
 from fmtlbench.config_keys import check_dataset_keys
 from fmtlbench.energy import EnergyMeter
@@ -86,23 +87,31 @@ def execute(
     reporter: Reporter | None = None,
     registry: Registry | None = None,
     resume: str | None = None,
+    rounds: int | None = None,
+    tags: dict[str, str] | None = None,
 ) -> RunOutcome:
-    """Run (or resume) one federated run end to end."""
+    """Run (or resume) one federated run end to end; ``rounds`` extends a resumed run and
+    ``tags`` are added to a new run's tags (a sweep's name, for instance)."""
     reporter = reporter or NullReporter()
     registry = registry or load_registry()
     state: dict[str, Any] | None = None
+    checkpoint.sweep(config.checkpoint_dir)  # strays of killed writes
     if resume:
         state = checkpoint.load(checkpoint.checkpoint_path(config.checkpoint_dir, resume))
-        config = RunConfig.model_validate(state["config"])
+        config = resume_state.resumed_config(state, rounds)
     check_dataset_keys(config, registry)
     fed = build_federation(config, registry)
     tracker = Tracker(config.tracking.uri, config.tracking.experiment)
     reference = None
     if config.reference:
+        from fmtlbench.leaderboard.reference import check_reference
+
         try:
-            reference = tracker.final_metrics(config.reference)
+            found = tracker.client.get_run(config.reference)
         except Exception as exc:
             raise ConfigError(f"reference run '{config.reference}' not found: {exc}") from None
+        check_reference(found)
+        reference = dict(found.data.metrics)
     energy = EnergyMeter(config.energy)
     engine = Engine(fed, reporter, reference, energy)
     rounds = config.training.rounds
@@ -112,12 +121,15 @@ def execute(
             raise ConfigError(f"checkpoint of run {resume} does not match its partition")
         fed.states = state["states"]
         fed.algorithm.load_state_dict(state["algorithm"])
+        engine.delivered = resume_state.delivered_ids(state["delivered"])
         start, history, initial = state["round"] + 1, state["history"], state["initial"]
         tracker.resume(resume)
         run_id = resume
         reporter.message(f"resuming run {run_id} at round {start}/{rounds}")
     else:
-        run_id = tracker.start(config.tracking.run_name, run_tags(fed, registry))
+        run_id = tracker.start(
+            config.tracking.run_name, {**run_tags(fed, registry), **(tags or {})}
+        )
         tracker.log_params(config.flat())
         tracker.log_text(yaml.safe_dump(config.dump(), sort_keys=False), "config.yaml")
         tracker.log_text(fed.manifest.model_dump_json(indent=2), "manifest.json")
@@ -137,6 +149,8 @@ def execute(
             metrics = engine.run_round(current)
             tracker.log_metrics(metrics, step=current)
             history[current] = metrics
+            if current % config.checkpoint_every and current != rounds:
+                continue  # a kill before the next save resumes from the last saved round
             checkpoint.save(
                 ckpt,
                 {
@@ -144,6 +158,9 @@ def execute(
                     "round": current,
                     "states": fed.states,
                     "algorithm": fed.algorithm.state_dict(),
+                    "delivered": resume_state.delivered_tensors(
+                        engine.delivered, fed.states, fed.algorithm.state_dict()
+                    ),
                     "partition_hash": fed.manifest.digest(),
                     "history": history,
                     "initial": initial,
@@ -151,7 +168,7 @@ def execute(
             )
         # a checkpoint saved at the last round (killed before closing) runs no round: evaluate
         # the restored states, which gives the same result the final round had
-        final = getattr(engine, "last", None) or engine.evaluate(rounds)
+        final = engine.last or engine.evaluate(rounds)
         current = min(current, rounds)
         tracker.log_json(
             {"round": final.round, "clients": final.per_client, "delta": final.delta},

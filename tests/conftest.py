@@ -49,3 +49,19 @@ def tiny_config(tmp_path: Path):
         return build_config(None, tiny_overrides(tmp_path, **extra))
 
     return make
+
+
+@pytest.fixture(scope="session")
+def ray_local(isolated_env: Path):
+    """One local Ray (2 CPUs, no dashboard) for every test that needs it: starting Ray costs
+    seconds. Workers inherit this session's environment (cache, MLflow store) and import the
+    test modules' cell functions from this folder."""
+    ray = pytest.importorskip("ray")
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).parent)}},
+    )
+    yield ray
+    ray.shutdown()

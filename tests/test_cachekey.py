@@ -14,6 +14,7 @@ def test_tracking_and_executor_settings_keep_the_key() -> None:
     base = key()
     assert key(tracking={"uri": "sqlite:///other.db", "run_name": "x"}) == base
     assert key(checkpoint_dir="elsewhere") == base
+    assert key(checkpoint_every=5) == base
 
 
 def test_lr_seed_partition_versions_and_data_change_the_key() -> None:

@@ -15,6 +15,7 @@ from fmtlbench.errors import FmtlbenchError
         "seed=18446744073709551616",
         "seed=4294967296",
         "tracking.uri=",
+        "checkpoint_every=0",
     ],
 )
 def test_out_of_bounds_setting_refused(assignment: str) -> None:

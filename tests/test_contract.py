@@ -17,7 +17,6 @@ with ResNet-18 in the FedRep test, the end-to-end runs and ``benchmarks/grid.py`
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 from typing import Any
 
@@ -27,6 +26,7 @@ from conftest import tiny_overrides
 from pydantic import Field
 from torch import nn
 
+from fmtlbench import checkpoint
 from fmtlbench.components import Algorithm, Backbone, ClientInfo, Params, Update
 from fmtlbench.config import build_config
 from fmtlbench.engine import Engine
@@ -138,12 +138,11 @@ def same(a: Any, b: Any) -> bool:
 def check_checkpoint(fed: Federation, infos: list[ClientInfo], initial: list) -> None:
     """The server state, saved and loaded into a fresh instance, reproduces what comes next."""
     algorithm = fed.algorithm
-    buffer = io.BytesIO()
-    torch.save(algorithm.state_dict(), buffer)
-    buffer.seek(0)
+    # through the checkpoint's own format: every algorithm's state must survive it as data
+    saved = checkpoint.decode(checkpoint.encode({"algorithm": algorithm.state_dict()}), "test")
     twin = type(algorithm)(algorithm.params)
     twin.setup(infos, initial, fed.groups)
-    twin.load_state_dict(torch.load(buffer, weights_only=False))
+    twin.load_state_dict(saved["algorithm"])
     for k in range(len(infos)):
         assert twin.exchanged_keys(k) == algorithm.exchanged_keys(k)
         assert twin.local_phases(k) == algorithm.local_phases(k)

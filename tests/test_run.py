@@ -154,3 +154,59 @@ def test_checkpoint_at_the_last_round_resumes_to_a_clean_finish(tiny_config):
     resumed = execute(one, resume=killed.info.run_id)
     assert client.get_run(killed.info.run_id).info.status == "FINISHED"
     assert resumed.final.per_client == straight.final.per_client
+
+
+def test_a_run_killed_between_checkpoints_resumes_from_the_last_saved_round(tiny_config):
+    config = tiny_config(checkpoint_every=2, training={"rounds": 3, "eval_initial": False})
+    straight = execute(config)
+    with pytest.raises(KeyboardInterrupt):
+        execute(config, reporter=StopAt(3))  # round 1 was not saved, round 2 was
+    killed = _newest_killed(MlflowClient())
+    path = checkpoint.checkpoint_path(config.checkpoint_dir, killed.info.run_id)
+    assert checkpoint.load(path)["round"] == 2
+    resumed = execute(config, resume=killed.info.run_id)
+    assert resumed.final.per_client == straight.final.per_client
+    assert resumed.history[3]["comm/down_bytes"] == straight.history[3]["comm/down_bytes"]
+
+
+def test_resumed_fedprox_counts_its_anchor_download_like_the_uninterrupted_run(tiny_config):
+    """FedProx's anchor is the global model each client was just sent: the delivery record
+    survives the checkpoint, so round 2 after a resume does not count it as downloaded again."""
+    config = tiny_config(algorithm={"name": "fedprox"}, training={"eval_initial": False})
+    straight = execute(config)
+    with pytest.raises(KeyboardInterrupt):
+        execute(config, reporter=StopAt(2))
+    resumed = execute(config, resume=_newest_killed(MlflowClient()).info.run_id)
+    comm = {k: v for k, v in straight.history[2].items() if k.startswith("comm/")}
+    assert comm and {k: resumed.history[2][k] for k in comm} == comm
+    assert resumed.final.per_client == straight.final.per_client
+
+
+@pytest.mark.slow
+def test_fedamp_round_metrics_are_logged_under_algo(tiny_config):
+    """FedAMP with sigma far above every squared distance: each of the 4 clients attends
+    alpha / sigma = 0.5 to each of its 3 peers, a row sum of 1.5, so all 4 rows are clipped."""
+    config = tiny_config(
+        algorithm={"name": "fedamp", "params": {"alpha": 5e11, "sigma": 1e12}},
+        training={"rounds": 1, "eval_initial": False},
+    )
+    run_id = execute(config).run_id
+    client = MlflowClient()
+    clipped = client.get_metric_history(run_id, "algo/fedamp/clipped_rows")
+    assert [(m.step, m.value) for m in clipped] == [(1, 4.0)]
+    assert client.get_metric_history(run_id, "algo/fedamp/min_self_weight")[0].value == (
+        pytest.approx(0.0, abs=1e-9)
+    )
+
+
+@pytest.mark.slow
+def test_fedrep_trains_the_configured_local_epochs_in_total(tiny_config):
+    """E = 2 from the config reaches FedRep: head 1 + body 1, no epoch beyond E."""
+    config = tiny_config(
+        algorithm={"name": "fedrep"},
+        training={"rounds": 1, "eval_initial": False, "local_epochs": {"default": 2}},
+    )
+    outcome = execute(config)
+    assert [p.epochs for p in outcome.federation.algorithm.local_phases(0)] == [1, 1]
+    history = MlflowClient().get_metric_history(outcome.run_id, "algo/fedrep/extra_epochs")
+    assert [m.value for m in history] == [0.0]

@@ -124,7 +124,7 @@ def download(name: str, to: Path, url: str | None, sha256: str | None, keep_arch
 
     An interrupted download is resumed by running the same command again.
     """
-    from fmtlbench.download import archive_name, install
+    from fmtlbench.download import archive_name, check_request, install
     from fmtlbench.errors import ConfigError
 
     cls = _dataset_class(name)
@@ -141,6 +141,7 @@ def download(name: str, to: Path, url: str | None, sha256: str | None, keep_arch
             size = f"{done / 2**20:.1f} MiB" + (f" of {total / 2**20:.1f}" if total else "")
             click.echo(f"\r  {size}", nl=False, err=True)
 
+    check_request(url, sha256, Path(to))
     click.echo(f"downloading {url}")
     part = Path(to) / (archive_name(url, cls.folder) + ".part")
     if part.is_file():

@@ -45,6 +45,15 @@ def _weights(items: tuple[str, ...]) -> dict[str, float]:
     return weights
 
 
+def _sweep_tag(sweep: str | None) -> dict[str, str]:
+    """``--sweep NAME`` as the tag filter the sweep set on each of its runs."""
+    if not sweep:
+        return {}
+    from fmtlbench.sweep.cache import SWEEP_TAG
+
+    return {SWEEP_TAG: sweep}
+
+
 @click.command()
 @click.option("--scenario", help="Only runs of this scenario (tag scenario).")
 @click.option("--experiment", default="fmtlbench", show_default=True, help="MLflow experiment.")
@@ -78,6 +87,7 @@ def _weights(items: tuple[str, ...]) -> dict[str, float]:
 )
 @click.option("--alpha", type=float, default=0.05, show_default=True, help="Significance level.")
 @click.option("--no-log", is_flag=True, help="Do not log the leaderboard as an MLflow run.")
+@click.option("--sweep", help="Only the runs of this sweep (see `fmtlbench sweep`).")
 def leaderboard(
     scenario: str | None,
     experiment: str,
@@ -90,6 +100,7 @@ def leaderboard(
     task_weights: tuple[str, ...],
     alpha: float,
     no_log: bool,
+    sweep: str | None,
 ) -> None:
     """Δ% table, rank statistics and figures from MLflow runs (or a CSV of metrics).
 
@@ -107,7 +118,7 @@ def leaderboard(
         scenario=scenario,
         experiment=experiment,
         tracking_uri=tracking_uri,
-        tags=_pairs(tags, "--tag"),
+        tags=_pairs(tags, "--tag") | _sweep_tag(sweep),
         reference=reference,
         csv=csv,
         out=out,

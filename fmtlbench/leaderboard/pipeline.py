@@ -15,7 +15,7 @@ from rich.console import Console
 
 from fmtlbench.errors import ConfigError
 from fmtlbench.leaderboard import board as boards
-from fmtlbench.leaderboard import collect, reference, report
+from fmtlbench.leaderboard import cells, collect, reference, report
 from fmtlbench.leaderboard.published import read_csv
 from fmtlbench.leaderboard.records import Record
 
@@ -111,9 +111,7 @@ def run(request: Request, console: Console | None = None) -> Outcome:
     else:
         records, reference_of, rule, exp_id = _from_mlflow(request, client)
     board = boards.build(records, reference_of, request.options, request.title, rule)
-    out = request.out or Path("leaderboard") / "".join(
-        c if c.isalnum() or c in "-_=." else "_" for c in request.title
-    )
+    out = request.out or Path("leaderboard") / cells.segment(request.title, keep="-_=.")
     files = report.write(board, out)
     report.show(board, console, out)
     run_id = None

@@ -71,7 +71,20 @@ def read_csv(path: Path) -> list[Record]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"--from-csv {path}: no such file")
-    with path.open(newline="", encoding="utf-8") as handle:
+    try:
+        return _read(path)
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path}: not UTF-8 text (byte {exc.start}); save the CSV as UTF-8"
+        ) from None
+    except csv.Error as exc:  # a field over the csv module's limit, NUL bytes, bad quoting
+        raise DataError(
+            f"{path}: not a readable CSV ({exc}); expected {', '.join(REQUIRED)}"
+        ) from None
+
+
+def _read(path: Path) -> list[Record]:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         columns = [c.strip() for c in reader.fieldnames or []]
         missing = [c for c in REQUIRED if c not in columns]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from fmtlbench.errors import ConfigError
 from fmtlbench.leaderboard.records import Record
 
 #: The client count of the standard iid1 scenario (SPEC section 3).
@@ -54,3 +55,14 @@ def choose_by_method(record: Record, candidates: Sequence[Record], method: str) 
     if not matching:
         return None
     return max(matching, key=lambda c: (c.seed == record.seed, c.start_time))
+
+
+def check_reference(run) -> None:
+    """Refuse an MLflow ``run`` as a Δ% reference unless it has FINISHED: a RUNNING run has
+    no final metrics yet and a FAILED or KILLED one holds those of an unfinished model."""
+    status = run.info.status
+    if status != "FINISHED":
+        raise ConfigError(
+            f"reference run '{run.info.run_id}' is {status}, not FINISHED; give a finished "
+            "run as --reference (or wait for it to finish)"
+        )

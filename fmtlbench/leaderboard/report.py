@@ -16,7 +16,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from fmtlbench.leaderboard import plots, tables
+from fmtlbench.leaderboard import cells, plots, tables
 from fmtlbench.leaderboard.board import Board, keys_of
 from fmtlbench.leaderboard.collect import KIND_TAG, LEADERBOARD_KIND
 from fmtlbench.leaderboard.records import SETTINGS
@@ -77,7 +77,7 @@ def write(board: Board, out: Path) -> list[Path]:
     files = []
     for name, frame in numbers.items():
         path = out / f"{name}.csv"
-        frame.to_csv(path, index=frame.index.name is not None)
+        cells.frame(frame).to_csv(path, index=frame.index.name is not None)
         files.append(path)
     for name, frame in shown.items():
         files.append(out / f"{name}.md")
@@ -86,12 +86,12 @@ def write(board: Board, out: Path) -> list[Path]:
     for setting, s in board.stats.items():
         if s.values.empty:
             continue
-        s.values.to_csv(out / f"blocks_{setting}.csv")
+        cells.frame(s.values).to_csv(out / f"blocks_{setting}.csv")
         files.append(out / f"blocks_{setting}.csv")
         entry: dict = {"unit": s.unit, "blocks": len(s.values), "notes": s.notes}
         if s.friedman is not None:
             f = s.friedman
-            f.nemenyi.to_csv(out / f"nemenyi_{setting}.csv")
+            cells.frame(f.nemenyi).to_csv(out / f"nemenyi_{setting}.csv")
             entry.update(friedman_statistic=f.statistic, friedman_p=f.pvalue,
                          mean_ranks=f.mean_ranks.to_dict())  # fmt: skip
             fig = plots.cd_diagram(
@@ -99,8 +99,8 @@ def write(board: Board, out: Path) -> list[Path]:
             )
             files += [out / f"nemenyi_{setting}.csv", plots.save(fig, out / f"cd_{setting}.png")]
         if s.wilcoxon is not None:
-            s.wilcoxon.to_csv(out / f"wilcoxon_{setting}.csv")
-            s.wilcoxon_raw.to_csv(out / f"wilcoxon_raw_{setting}.csv")
+            cells.frame(s.wilcoxon).to_csv(out / f"wilcoxon_{setting}.csv")
+            cells.frame(s.wilcoxon_raw).to_csv(out / f"wilcoxon_raw_{setting}.csv")
             fig = plots.pvalue_heatmap(
                 s.wilcoxon,
                 f"{board.title} — {setting}-FL: Wilcoxon, Bonferroni-adjusted p",
@@ -187,11 +187,12 @@ def log_run(board: Board, client, exp_id: str, out: Path, params: dict[str, str]
     try:
         for key, value in params.items():
             client.log_param(run_id, key, str(value)[:6000])
+        names = _metric_names(board.methods)
         for method, row in tables.metrics_table(board).iterrows():
             for setting in SETTINGS:
                 value = row[f"delta_{setting} mean"]
                 if not math.isnan(value):
-                    client.log_metric(run_id, f"delta_{setting}/{_metric_name(method)}", value)
+                    client.log_metric(run_id, f"delta_{setting}/{names[method]}", value)
         client.log_artifacts(run_id, str(out))
     except BaseException:
         client.set_terminated(run_id, status="FAILED")
@@ -200,6 +201,16 @@ def log_run(board: Board, client, exp_id: str, out: Path, params: dict[str, str]
     return run_id
 
 
-def _metric_name(method: str) -> str:
-    """``method`` with characters MLflow refuses in metric names replaced."""
-    return "".join(c if c.isalnum() or c in "_-. /" else "_" for c in method)
+def _metric_names(methods: list[str]) -> dict[str, str]:
+    """A distinct MLflow metric-key segment per method: characters MLflow refuses replaced,
+    never a path such as ``..`` (MLflow refuses keys that normalise to another name), and
+    a ``-2``-style suffix when two methods would otherwise share a key."""
+    out: dict[str, str] = {}
+    for method in methods:
+        name = base = cells.segment(method)
+        n = 1
+        while name in out.values():
+            n += 1
+            name = f"{base}-{n}"
+        out[method] = name
+    return out

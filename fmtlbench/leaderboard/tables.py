@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
+from fmtlbench.leaderboard import cells
 from fmtlbench.leaderboard.board import Board, keys_of
 from fmtlbench.leaderboard.records import SETTINGS, MetricKey
 from fmtlbench.leaderboard.targets import per_round, totals
@@ -205,8 +206,14 @@ def display_numbers(table: pd.DataFrame) -> pd.DataFrame:
 def markdown(table: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table (index included as the first column)."""
     frame = table.reset_index() if table.index.name else table
-    header = [str(c) for c in frame.columns]
+    header = [_cell(c) for c in frame.columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in frame.itertuples(index=False):
-        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |")
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _cell(value: object) -> str:
+    """One Markdown table cell: formula-safe, pipes escaped, line breaks folded into spaces."""
+    text = str(cells.text(str(value)))
+    return text.replace("|", "\\|").replace("\r", " ").replace("\n", " ")

@@ -69,3 +69,45 @@ def test_proximal_term_has_the_gradient_lambda_over_alpha_times_w_minus_u():
     assert torch.allclose(live.p0.grad, 3.0 / 0.5 * (w - u))
     expected_x = 3.0 / 0.5 * (0.0 - payloads[0]["decoder.x"])
     assert torch.allclose(live.p1.grad, expected_x)
+
+
+@pytest.mark.parametrize("clip", [True, False])
+def test_rows_past_one_are_clipped_and_counted_or_left_as_the_paper_has_them(clip):
+    states = clients()  # squared distances 1 (0-1), 4 (0-2), 5 (1-2)
+    fedamp = make(FedAMP, states, alpha=3.0, sigma=1.0, clip=clip)
+    payloads = fedamp.aggregate(1, updates(states))
+    x01, x02, x12 = 3 * math.exp(-1.0), 3 * math.exp(-4.0), 3 * math.exp(-5.0)
+    # rows 0 and 1 sum past 1 (1.159 and 1.124), row 2 does not (0.075)
+    assert x01 + x02 > 1 and x01 + x12 > 1 and x02 + x12 < 1
+    row2 = [x02, x12, 1 - x02 - x12]
+    if clip:
+        s0, s1 = x01 + x02, x01 + x12
+        expected = [[0.0, x01 / s0, x02 / s0], [x01 / s1, 0.0, x12 / s1], row2]
+    else:
+        expected = [[1 - x01 - x02, x01, x02], [x01, 1 - x01 - x12, x12], row2]
+    assert torch.allclose(fedamp.xi, torch.tensor(expected, dtype=torch.float64))
+    assert fedamp.round_metrics() == {
+        "clipped_rows": 2.0 if clip else 0.0,
+        "min_self_weight": pytest.approx(0.0 if clip else 1 - x01 - x02, abs=1e-6),
+    }
+    # u_0 = sum_j xi_0j w_j with w_0 = 0, w_1 = (1, 0), w_2 = (0, 2)
+    u0 = [expected[0][1], 2 * expected[0][2]]
+    assert torch.allclose(payloads[0]["encoder.w"], torch.tensor(u0))
+    u2 = [row2[1], 2 * row2[2]]  # the unclipped row is the same under both
+    assert torch.allclose(payloads[2]["encoder.w"], torch.tensor(u2))
+    # decoder.x (clients 0 and 2 only): unclipped, row 0's weights among the holders total
+    # 1 - x01 < 0, so client 0 keeps its own entry rather than dividing by a negative sum
+    x00 = expected[0][0]
+    own = (x00 * 1 + expected[0][2] * 3) / (x00 + expected[0][2]) if clip else 1.0
+    assert payloads[0]["decoder.x"].item() == pytest.approx(own)
+
+
+def test_no_row_past_one_is_clipped():
+    states = clients()
+    fedamp = make(FedAMP, states, alpha=0.5, sigma=2.0)
+    fedamp.aggregate(1, updates(states))
+    x01, x02 = 0.25 * math.exp(-0.5), 0.25 * math.exp(-2.0)
+    assert fedamp.round_metrics() == {
+        "clipped_rows": 0.0,
+        "min_self_weight": pytest.approx(1 - x01 - x02, abs=1e-6),  # row 0 attends most
+    }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from fmtlbench_builtins.algorithms.fedrep import FedRep
+from fmtlbench_builtins.algorithms.fedrep import FedRep, FedRepParams
 
 from fmtlbench.components import ClientInfo, Phase
 from fmtlbench.model import build_model
@@ -38,6 +38,13 @@ def batches() -> list[dict[str, torch.Tensor]]:
     ]
 
 
+def setup(params: FedRepParams, epochs: int) -> FedRep:
+    fedrep = FedRep(params)
+    info = ClientInfo(0, "nyudv2", ("depth",), 8, local_epochs=epochs)
+    fedrep.setup([info], [{}], [{"encoder.w": "encoder", "decoder.h": "task"}])
+    return fedrep
+
+
 def run(model, phase: Phase) -> tuple[dict, dict]:
     before = {k: v.clone() for k, v in model.state_dict().items()}
     train_local(model, batches(), model.tasks, [phase], 1, 1e-2, 1e-4, lambda m, c: None, None)
@@ -52,10 +59,11 @@ def test_head_phase_leaves_the_encoder_untouched_then_the_body_phase_trains_it(m
     groups = model.groups()
     fedrep = FedRep()
     state = model.state_dict()
-    fedrep.setup([ClientInfo(0, "nyudv2", ("depth", "edge"), 8)], [state], [groups])
+    fedrep.setup([ClientInfo(0, "nyudv2", ("depth", "edge"), 8, 5)], [state], [groups])
     head, body = fedrep.local_phases(0)
     assert head.frozen == {"encoder", "encoder.stats"} and head.epochs == 1
-    assert body.frozen == {"decoder", "decoder.stats", "task"} and body.epochs is None
+    # E = 5 local epochs: head 1 + body 4, the same total as every other method
+    assert body.frozen == {"decoder", "decoder.stats", "task"} and body.epochs == 4
     assert set(fedrep.exchanged_keys(0)) == {
         k for k, g in groups.items() if g in ("encoder", "encoder.stats")
     }
@@ -74,9 +82,46 @@ def test_head_phase_leaves_the_encoder_untouched_then_the_body_phase_trains_it(m
 
 
 def test_share_all_keeps_only_the_task_heads_local():
-    fedrep = FedRep(FedRep.Params(share="all", head_epochs=2, body_epochs=3))
+    fedrep = FedRep(FedRepParams(share="all", head_epochs=2, body_epochs=3))
     groups = {"encoder.w": "encoder", "decoder.w": "decoder", "decoder.h": "task"}
     fedrep.setup([ClientInfo(0, "nyudv2", ("depth",), 8)], [{}], [groups])
     assert fedrep.exchanged_keys(0) == ["encoder.w", "decoder.w"]
     head, body = fedrep.local_phases(0)
     assert (head.epochs, body.epochs, body.frozen) == (2, 3, {"task"})
+
+
+@pytest.mark.parametrize(
+    ("body_epochs", "epochs", "phases", "extra"),
+    [
+        ("rest", 5, (1, 4), 0),  # the default: E in total
+        ("rest", 3, (2, 1), 0),  # with head_epochs=2 below
+        ("rest", 1, (1, 1), 1),  # E <= head_epochs: clamped to one body epoch, one extra
+        ("all", 5, (1, 5), 1),  # the paper's schedule: head_epochs + E
+        (3, 5, (1, 3), -1),  # a fixed number
+    ],
+)
+def test_local_epochs_split_between_head_and_body(body_epochs, epochs, phases, extra):
+    head_epochs = 2 if epochs == 3 else 1
+    fedrep = setup(FedRepParams(head_epochs=head_epochs, body_epochs=body_epochs), epochs)
+    assert tuple(p.epochs for p in fedrep.local_phases(0)) == phases
+    assert fedrep.round_metrics() == {"extra_epochs": float(extra)}
+
+
+def test_body_epochs_rejects_other_values():
+    for bad in (0, "some", None):
+        with pytest.raises(ValueError, match="body_epochs"):
+            FedRepParams(body_epochs=bad)
+
+
+@pytest.mark.parametrize(("body_epochs", "steps"), [("rest", 3), ("all", 1 + 3)])
+def test_training_runs_the_scheduled_epochs(model, body_epochs, steps):
+    """Counted where it happens: one extra-loss call per optimiser step, one batch an epoch."""
+    fedrep = FedRep(FedRepParams(body_epochs=body_epochs))
+    info = ClientInfo(0, "nyudv2", ("depth", "edge"), 8, local_epochs=3)
+    fedrep.setup([info], [model.state_dict()], [model.groups()])
+    calls = []
+    phases = fedrep.local_phases(0)
+    train_local(
+        model, batches()[:1], model.tasks, phases, 3, 1e-2, 1e-4, lambda m, c: calls.append(1), None
+    )
+    assert len(calls) == steps

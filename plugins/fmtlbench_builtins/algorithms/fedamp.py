@@ -4,9 +4,15 @@ Each round the server builds for client i a personalised cloud model
 ``u_i = sum_j xi_ij w_j``: with the paper's attention function ``A(x) = 1 - exp(-x / sigma)``,
 the off-diagonal weights are one gradient step of size alpha on the attention regulariser,
 ``xi_ij = alpha * A'(||w_i - w_j||^2) = (alpha / sigma) exp(-||w_i - w_j||^2 / sigma)``, and the
-self-weight takes the rest, ``xi_ii = 1 - sum_{j != i} xi_ij``. The paper assumes alpha small
-enough for ``xi_ii >= 0`` (u_i a convex combination); when a row's off-diagonal weights sum
-past 1 they are scaled to sum to exactly 1 (``xi_ii = 0``), the nearest convex combination.
+self-weight takes the rest, ``xi_ii = 1 - sum_{j != i} xi_ij``.
+
+Departure from the paper (parameter ``clip``): the paper assumes alpha small enough for
+``xi_ii >= 0`` (u_i a convex combination) and its formula is used as is with ``clip=False``,
+letting ``xi_ii`` go negative (u_i then extrapolates away from w_i). By default (``clip=True``)
+a row whose off-diagonal weights sum past 1 is scaled to sum to exactly 1 (``xi_ii = 0``), the
+nearest convex combination. Every round logs ``algo/fedamp/clipped_rows`` (rows rescaled; 0
+under ``clip=False``) and ``algo/fedamp/min_self_weight`` (the smallest ``xi_ii``: negative
+exactly when the paper's formula leaves a row non-convex), so a run shows whether it mattered.
 The client starts from u_i and adds ``(lambda / (2 alpha)) ||w - u_i||^2`` to its loss, on its
 live parameters (a real gradient). Distances come from the K x K Gram matrix of the clients'
 parameters that every client holds; entries only some clients hold (decoders of tasks others
@@ -55,15 +61,25 @@ class FedAMPParams(Params):
     sigma: float = Field(
         1.0, gt=0, description="sigma of the attention function A(x) = 1 - exp(-x / sigma)"
     )
+    clip: bool = Field(
+        True,
+        description="rescale a row whose attention to others sums past 1 so the self weight "
+        "is 0 (False: the paper's xi_ii = 1 - sum of the others, which may go negative)",
+    )
 
 
-def attention(sq_dist: torch.Tensor, alpha: float, sigma: float) -> torch.Tensor:
-    """The K x K message-passing weights xi from pairwise squared distances (rows sum to 1)."""
+def attention(
+    sq_dist: torch.Tensor, alpha: float, sigma: float, clip: bool = True
+) -> tuple[torch.Tensor, int]:
+    """The K x K message-passing weights xi from pairwise squared distances (rows sum to 1),
+    and how many rows were clipped (off-diagonal sum past 1, rescaled to 1; none unless
+    ``clip``)."""
     xi = (alpha / sigma) * torch.exp(-sq_dist.to(torch.float64) / sigma)
     xi.fill_diagonal_(0)
     off = xi.sum(dim=1, keepdim=True)
-    xi = torch.where(off > 1, xi / off, xi)
-    return xi + torch.diag(1 - xi.sum(dim=1))
+    over = (off > 1) if clip else torch.zeros_like(off, dtype=torch.bool)
+    xi = torch.where(over, xi / off, xi)
+    return xi + torch.diag(1 - xi.sum(dim=1)), int(over.sum())
 
 
 class FedAMP(Algorithm):
@@ -84,6 +100,7 @@ class FedAMP(Algorithm):
             {n: states[k][n] for n in self.exchanged_parameters(k)} for k in range(len(states))
         ]
         self.xi = torch.eye(len(states), dtype=torch.float64)
+        self.clipped = 0
 
     def context(self, client: int) -> State:
         return self.anchors[client]
@@ -98,7 +115,9 @@ class FedAMP(Algorithm):
         states = [u.state for u in updates]
         uniform = [1.0 / len(states)] * len(states)
         dist = squared_distances(gram_of(states, self.common, mean_weights=uniform))
-        self.xi = attention(dist, self.params.alpha, self.params.sigma)
+        self.xi, self.clipped = attention(
+            dist, self.params.alpha, self.params.sigma, self.params.clip
+        )
         clouds = self.cloud_models(states)
         payloads = {u.client: clouds[i] for i, u in enumerate(updates)}
         for update in updates:
@@ -107,6 +126,12 @@ class FedAMP(Algorithm):
                 n: payloads[k][n] for n in self.exchanged_parameters(k) if n in payloads[k]
             }
         return payloads
+
+    def round_metrics(self) -> dict[str, float]:
+        return {
+            "clipped_rows": float(self.clipped),
+            "min_self_weight": float(self.xi.diagonal().min()),
+        }
 
     def cloud_models(self, states: Sequence[State]) -> list[State]:
         """u_i for every client over every entry it sends, each entry combined among the
@@ -119,7 +144,8 @@ class FedAMP(Algorithm):
         for holders, names in by_holders.items():
             block = self.xi[list(holders)][:, list(holders)]
             totals = block.sum(dim=1, keepdim=True)
-            # a row left with no weight (xi_ii = 0 and no attended holder) keeps its own entry
+            # a row left with no weight (xi_ii = 0 and no attended holder), or with a negative
+            # total under the paper's unclipped formula, keeps its own entry
             block = torch.where(
                 totals > 0,
                 block / totals.clamp_min(1e-300),

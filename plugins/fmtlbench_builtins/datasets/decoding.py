@@ -79,7 +79,7 @@ def check_shape(path: Path, array: np.ndarray, shape: tuple[int, ...]) -> np.nda
 def read_ids(path: Path, split: str) -> list[str]:
     """The non-empty lines of a split file."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a BOM is not part of an id
     except FileNotFoundError:
         raise DataError(f"missing split file {path} (the {split!r} split)") from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -1,0 +1,74 @@
+"""What a checkpoint must carry beyond plain values for a resumed run to account like the
+uninterrupted one.
+
+The engine's delivery record (``Engine.delivered``) holds the storage ids of the tensors each
+client already received, so that an anchor resent in the next context is not counted as
+downloaded twice. Storage ids are memory addresses, meaningless in another process; the
+checkpoint therefore stores the delivered *tensors themselves* (the ones reachable from the
+saved client and algorithm states, which are the only ones a later context can reuse), and
+the resumed run takes the storage ids of their restored copies. The checkpoint stores each
+tensor once however often it is referenced, so the restored copies share storage exactly where
+the originals did.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from fmtlbench import traffic
+
+
+def delivered_tensors(delivered: list[set[int]], *sources: Any) -> list[list[torch.Tensor]]:
+    """Per client, the tensors of ``sources`` whose storage that client already holds."""
+    by_id: dict[int, torch.Tensor] = {}
+    for source in sources:
+        for _, t in traffic.tensors(source):
+            if t.numel():
+                by_id.setdefault(t.untyped_storage().data_ptr(), t)
+    return [[by_id[i] for i in sorted(ids) if i in by_id] for ids in delivered]
+
+
+def delivered_ids(saved: list[list[torch.Tensor]]) -> list[set[int]]:
+    """The delivery record of a resumed run, from the restored delivered tensors."""
+    return [traffic.storage_ids(tensors) for tensors in saved]
+
+
+#: Flags of ``fmtlbench run`` that may accompany ``--resume``: ``--rounds`` extends the run;
+#: ``--set checkpoint_dir=...`` only says where the checkpoint is. Every other setting is the
+#: checkpoint's own, since changing it mid-run would give a run no config describes.
+SAFE_WITH_RESUME = ("rounds",)
+
+
+def refuse_unsafe_flags(options: dict[str, Any], sets: tuple[str, ...], config_file: Any) -> None:
+    """Raise ``ConfigError`` naming every flag given with ``--resume`` that cannot apply."""
+    from fmtlbench.errors import ConfigError
+
+    named = [f"--{k.replace('_', '-')}" for k, v in options.items() if v is not None]
+    named = [n for n in named if n.lstrip("-") not in SAFE_WITH_RESUME]
+    named += [f"--set {s}" for s in sets if not s.strip().startswith("checkpoint_dir=")]
+    if config_file is not None:
+        named.insert(0, "--config")
+    if named:
+        raise ConfigError(
+            f"{', '.join(named)} cannot be used with --resume: a resumed run keeps its "
+            "checkpoint's settings (allowed: --rounds to extend it, --set checkpoint_dir=... "
+            "to find the checkpoint)"
+        )
+
+
+def resumed_config(state: dict[str, Any], rounds: int | None = None):
+    """The checkpoint's config, with ``rounds`` (if given) extending it past the saved round."""
+    from fmtlbench.config import RunConfig
+    from fmtlbench.errors import ConfigError
+
+    data = state["config"]
+    if rounds is not None:
+        if rounds < state["round"]:
+            raise ConfigError(
+                f"--rounds {rounds} is before the checkpoint's round {state['round']}: "
+                "a resumed run can only be extended"
+            )
+        data = {**data, "training": {**data["training"], "rounds": rounds}}
+    return RunConfig.model_validate(data)
