@@ -107,7 +107,7 @@ def execute(
         from fmtlbench.leaderboard.reference import check_reference
 
         try:
-            found = tracker.client.get_run(config.reference)
+            found = tracker.get_run(config.reference)
         except Exception as exc:
             raise ConfigError(f"reference run '{config.reference}' not found: {exc}") from None
         check_reference(found)
@@ -151,15 +151,16 @@ def execute(
             history[current] = metrics
             if current % config.checkpoint_every and current != rounds:
                 continue  # a kill before the next save resumes from the last saved round
+            server = fed.algorithm.state_dict()
             checkpoint.save(
                 ckpt,
                 {
                     "config": config.dump(),
                     "round": current,
                     "states": fed.states,
-                    "algorithm": fed.algorithm.state_dict(),
+                    "algorithm": server,
                     "delivered": resume_state.delivered_tensors(
-                        engine.delivered, fed.states, fed.algorithm.state_dict()
+                        engine.delivered, fed.states, server
                     ),
                     "partition_hash": fed.manifest.digest(),
                     "history": history,

@@ -193,6 +193,6 @@ class Tracker:
             self._call(self.client.delete_tag, self.run_id, NOTE_TAG)
         self._call(self.client.set_terminated, self.run_id, status=status)
 
-    def final_metrics(self, run_id: str) -> dict[str, float]:
-        """Latest value of every metric of another run (e.g. the delta-percent reference)."""
-        return dict(self._call(self.client.get_run, run_id).data.metrics)
+    def get_run(self, run_id: str) -> Any:
+        """Another run (e.g. the delta-percent reference): its status, tags and latest metrics."""
+        return self._call(self.client.get_run, run_id)
