@@ -7,8 +7,9 @@ downloaded twice. Storage ids are memory addresses, meaningless in another proce
 checkpoint therefore stores the delivered *tensors themselves* (the ones reachable from the
 saved client and algorithm states, which are the only ones a later context can reuse), and
 the resumed run takes the storage ids of their restored copies. The checkpoint stores each
-tensor once however often it is referenced, so the restored copies share storage exactly where
-the originals did.
+tensor once however often it is referenced, so a tensor a client holds and the same tensor in
+the algorithm's state are one restored copy; views into one storage become separate copies,
+which is why the record keeps every view of a delivered storage (``delivered_tensors``).
 """
 
 from __future__ import annotations
@@ -21,13 +22,20 @@ from fmtlbench import traffic
 
 
 def delivered_tensors(delivered: list[set[int]], *sources: Any) -> list[list[torch.Tensor]]:
-    """Per client, the tensors of ``sources`` whose storage that client already holds."""
-    by_id: dict[int, torch.Tensor] = {}
+    """Per client, every tensor of ``sources`` whose storage that client already holds.
+
+    Every tensor, not one per storage: algorithms that combine all clients at once (FedAMP's
+    cloud models) return views into one shared storage, one view per client. The checkpoint
+    gives each view its own restored copy, so a record holding only the first view of a
+    storage would, after the resume, miss the copy the other clients hold and count their
+    next context as downloaded again.
+    """
+    by_id: dict[int, dict[int, torch.Tensor]] = {}
     for source in sources:
         for _, t in traffic.tensors(source):
             if t.numel():
-                by_id.setdefault(t.untyped_storage().data_ptr(), t)
-    return [[by_id[i] for i in sorted(ids) if i in by_id] for ids in delivered]
+                by_id.setdefault(t.untyped_storage().data_ptr(), {})[id(t)] = t
+    return [[t for i in sorted(ids) for t in by_id.get(i, {}).values()] for ids in delivered]
 
 
 def delivered_ids(saved: list[list[torch.Tensor]]) -> list[set[int]]:
