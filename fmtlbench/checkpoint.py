@@ -30,6 +30,7 @@ from typing import Any
 import safetensors.torch
 import torch
 
+from fmtlbench import signals
 from fmtlbench.engine import Evaluation
 from fmtlbench.errors import CheckpointError
 
@@ -205,6 +206,7 @@ def save(path: Path, payload: dict[str, Any]) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        signals.pause("checkpoint-write", payload.get("round"))  # test hook, inert by default
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

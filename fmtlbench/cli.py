@@ -170,6 +170,7 @@ def run(config_file, resume, dry_run, **options) -> None:
     from fmtlbench.registry import load_registry
     from fmtlbench.runner import execute
 
+    saved = None  # the checkpoint, read once: for the banner here and the run in execute
     if not resume:
         resolve_components(config, load_registry())  # name and parameter errors come first
     else:  # the banner shows what runs: the checkpoint's settings, not the flags'
@@ -181,7 +182,13 @@ def run(config_file, resume, dry_run, **options) -> None:
     reporter = RichReporter()
     reporter.banner(config)
     with reporter:
-        outcome = execute(config, reporter=reporter, resume=resume, rounds=options["rounds"])
+        outcome = execute(
+            config,
+            reporter=reporter,
+            resume=resume,
+            rounds=options["rounds"],
+            saved=saved,
+        )
     results_table(reporter.console, outcome)
 
 

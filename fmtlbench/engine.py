@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import torch
 
-from fmtlbench import traffic
+from fmtlbench import signals, traffic
 from fmtlbench.components import Phase, Update
 from fmtlbench.config import RunConfig
 from fmtlbench.delta import delta_percent
@@ -162,6 +162,8 @@ class Engine:
             for key, value in result.losses.items():
                 metrics[f"client{result.client}/train/{key}"] = value
             self.reporter.client_done(result.client, result.losses)
+            if len(updates) == 1:
+                signals.pause("round", r)  # test hook (mid-round), inert by default
         t1 = time.perf_counter()
         phase_laps = {"train": self.lap()}
         payloads = fed.algorithm.aggregate(r, updates)

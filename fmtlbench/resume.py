@@ -14,6 +14,8 @@ which is why the record keeps every view of a delivered storage (``delivered_ten
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -80,3 +82,14 @@ def resumed_config(state: dict[str, Any], rounds: int | None = None):
             )
         data = {**data, "training": {**data["training"], "rounds": rounds}}
     return RunConfig.model_validate(data)
+
+
+def command(run_id: str, checkpoint_dir: Path) -> str:
+    """The command line that resumes ``run_id``: ``--set checkpoint_dir`` only when the
+    checkpoint is not in the default folder (the one setting ``--resume`` cannot read from it)."""
+    from fmtlbench.config import RunConfig
+
+    line = f"fmtlbench run --resume {shlex.quote(run_id)}"
+    if Path(checkpoint_dir) != RunConfig.model_fields["checkpoint_dir"].default:
+        line += " --set " + shlex.quote(f"checkpoint_dir={checkpoint_dir}")
+    return line

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from fmtlbench import __version__, cachekey, checkpoint
+from fmtlbench import __version__, cachekey, checkpoint, signals
 from fmtlbench import resume as resume_state
 from fmtlbench.config import RunConfig
 from fmtlbench.config_keys import check_dataset_keys
@@ -89,15 +89,20 @@ def execute(
     resume: str | None = None,
     rounds: int | None = None,
     tags: dict[str, str] | None = None,
+    saved: dict[str, Any] | None = None,
 ) -> RunOutcome:
     """Run (or resume) one federated run end to end; ``rounds`` extends a resumed run and
-    ``tags`` are added to a new run's tags (a sweep's name, for instance)."""
+    ``tags`` are added to a new run's tags (a sweep's name, for instance). ``saved`` is the
+    checkpoint of ``resume`` when the caller has already read it (the CLI does, to show its
+    settings), so that it is read once."""
     reporter = reporter or NullReporter()
     registry = registry or load_registry()
     state: dict[str, Any] | None = None
     checkpoint.sweep(config.checkpoint_dir)  # strays of killed writes
     if resume:
-        state = checkpoint.load(checkpoint.checkpoint_path(config.checkpoint_dir, resume))
+        state = saved
+        if state is None:
+            state = checkpoint.load(checkpoint.checkpoint_path(config.checkpoint_dir, resume))
         config = resume_state.resumed_config(state, rounds)
     check_dataset_keys(config, registry)
     fed = build_federation(config, registry)
@@ -184,10 +189,16 @@ def execute(
         if totals:
             tracker.log_metrics(totals, step=current)
     except KeyboardInterrupt:
-        tracker.finish(
-            "KILLED",
-            f"interrupted during round {current}; resume with: fmtlbench run --resume {run_id}",
-        )
+        signals.pause("shutdown", current)  # test hook: a second signal arrives here
+        if ckpt.is_file():
+            note = (
+                f"interrupted during round {current}; resume with: "
+                f"{resume_state.command(run_id, config.checkpoint_dir)}"
+            )
+        else:  # interrupted before the first checkpoint: nothing to resume from
+            note = f"interrupted during round {current}, before any checkpoint; run it again"
+        reporter.message(note)
+        tracker.finish("KILLED", note)
         raise
     except BaseException as exc:
         tracker.finish("FAILED", f"{type(exc).__name__}: {exc}")

@@ -4,12 +4,30 @@ The first SIGTERM raises `Terminated`, a KeyboardInterrupt subclass, so the runn
 interrupt path marks the MLflow run KILLED and keeps the last completed round's checkpoint.
 Any second SIGINT/SIGTERM during that shutdown gets the default action (immediate exit); this
 is safe because checkpoints are replaced atomically.
+
+``pause`` is a documented test hook, inert unless ``FMTLBENCH_PAUSE`` is set: it holds the run
+at a named point so that a test can send a real signal exactly there (mid-round, inside the
+checkpoint write, during the shutdown that follows a first signal) instead of at a moment left
+to chance.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
+import time
+from pathlib import Path
+
+#: ``<point>:<round>`` at which ``pause`` holds the run, e.g. ``checkpoint-write:2``.
+PAUSE_ENV = "FMTLBENCH_PAUSE"
+#: File that ``pause`` creates once the run is held there (the test waits for it).
+PAUSE_FILE_ENV = "FMTLBENCH_PAUSE_FILE"
+#: The points: after the first client of a round trained (the round half done), between the
+#: checkpoint's temporary file being written and its rename, and in the interrupt handling.
+PAUSE_POINTS = ("round", "checkpoint-write", "shutdown")
+#: How long a held run waits for its signal before going on (a test that never sends one).
+PAUSE_SECONDS = 120.0
 
 
 class Terminated(KeyboardInterrupt):
@@ -30,3 +48,21 @@ def install() -> None:
         return
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+
+
+def pause(point: str, round: int | None) -> None:
+    """Hold the run here when ``FMTLBENCH_PAUSE`` names ``point`` and ``round`` (a test hook).
+
+    Creates the file named by ``FMTLBENCH_PAUSE_FILE`` and sleeps, so the signal the test then
+    sends arrives at this point: SIGINT/SIGTERM raise from the sleep as they would from the work
+    the point stands for, SIGKILL ends the process there.
+    """
+    wanted = os.environ.get(PAUSE_ENV)
+    if not wanted or wanted != f"{point}:{round}":
+        return
+    marker = os.environ.get(PAUSE_FILE_ENV)
+    if marker:
+        Path(marker).write_text(f"{os.getpid()} {wanted}\n")
+    deadline = time.monotonic() + PAUSE_SECONDS
+    while time.monotonic() < deadline:
+        time.sleep(0.05)

@@ -68,7 +68,7 @@ def config_of(tmp_path_factory):
                 },
                 clients=2,
                 energy={"enabled": False},
-                data={"datasets": {"nyudv2": dict(TWIN)}},
+                data={"datasets": {"nyudv2": {**TWIN, "twin_train": 16}}},
                 training={"rounds": 3, "eval_initial": True},
             ),
         )
