@@ -54,7 +54,8 @@ class RichReporter:
         self.console.print(Panel("\n".join(lines), title="fmtlbench run", expand=False))
 
     def message(self, text: str) -> None:
-        self.console.print(text)
+        # plain and unwrapped: messages carry commands and paths to copy (resume with: ...)
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def round_started(self, round: int, rounds: int, clients: int) -> None:
         if self._rounds is None:

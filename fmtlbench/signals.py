@@ -19,7 +19,8 @@ import threading
 import time
 from pathlib import Path
 
-#: ``<point>:<round>`` at which ``pause`` holds the run, e.g. ``checkpoint-write:2``.
+#: ``<point>:<round>`` at which ``pause`` holds the run, e.g. ``checkpoint-write:2``; several
+#: separated by commas (``round:2,shutdown:2`` holds mid-round, then again in the shutdown).
 PAUSE_ENV = "FMTLBENCH_PAUSE"
 #: File that ``pause`` creates once the run is held there (the test waits for it).
 PAUSE_FILE_ENV = "FMTLBENCH_PAUSE_FILE"
@@ -57,12 +58,14 @@ def pause(point: str, round: int | None) -> None:
     sends arrives at this point: SIGINT/SIGTERM raise from the sleep as they would from the work
     the point stands for, SIGKILL ends the process there.
     """
-    wanted = os.environ.get(PAUSE_ENV)
-    if not wanted or wanted != f"{point}:{round}":
+    here = f"{point}:{round}"
+    if here not in os.environ.get(PAUSE_ENV, "").split(","):
         return
     marker = os.environ.get(PAUSE_FILE_ENV)
-    if marker:
-        Path(marker).write_text(f"{os.getpid()} {wanted}\n")
+    if marker:  # replaced whole, so a reader sees one point's line, never half of it
+        part = Path(f"{marker}.{os.getpid()}")
+        part.write_text(f"{os.getpid()} {here}\n")
+        os.replace(part, marker)
     deadline = time.monotonic() + PAUSE_SECONDS
     while time.monotonic() < deadline:
         time.sleep(0.05)
