@@ -23,60 +23,15 @@ from typing import Any
 import pytest
 import torch
 from conftest import tiny_overrides
-from pydantic import Field
-from torch import nn
+from pyramid import TinyPyramid
 
 from fmtlbench import checkpoint
-from fmtlbench.components import Algorithm, Backbone, ClientInfo, Params, Update
+from fmtlbench.components import Algorithm, ClientInfo, Update
 from fmtlbench.config import build_config
 from fmtlbench.engine import Engine
 from fmtlbench.errors import IncompatibleError
 from fmtlbench.federation import Federation, build_federation
 from fmtlbench.registry import build_registry
-
-
-class PyramidParams(Params):
-    """Accepts the profile's ``weights`` setting; the pyramid always starts from scratch."""
-
-    weights: str = Field("scratch", description="ignored: the pyramid has no pretrained weights")
-
-
-class Pyramid(nn.Module):
-    """Five stride-2 conv-BN-ReLU stages: a feature pyramid with ResNet's strides, in 4.5 k
-    parameters."""
-
-    channels = [4, 8, 8, 16, 16]
-    reductions = [2, 4, 8, 16, 32]
-
-    def __init__(self) -> None:
-        super().__init__()
-        sizes = [3, *self.channels]
-        self.stages = nn.ModuleList(
-            nn.Sequential(
-                nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(cout),
-                nn.ReLU(),
-            )
-            for cin, cout in zip(sizes, sizes[1:], strict=False)
-        )
-
-    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
-        out = []
-        for stage in self.stages:
-            image = stage(image)
-            out.append(image)
-        return out
-
-
-class TinyPyramid(Backbone):
-    """A tiny conv pyramid for fast contract tests."""
-
-    name = "test-pyramid"
-    Params = PyramidParams
-
-    def build(self, resolution: tuple[int, int]) -> nn.Module:
-        return Pyramid()
-
 
 REGISTRY = build_registry()
 REGISTRY.add("backbone", TinyPyramid, "tests/test_contract.py")

@@ -25,13 +25,18 @@ import torch
 import yaml
 from conftest import tiny_overrides
 from mlflow.tracking import MlflowClient
-from test_contract import REGISTRY, TINY_DECODER, TWIN, TinyPyramid
+from pyramid import TinyPyramid, plugin_path
+from test_contract import REGISTRY, TINY_DECODER, TWIN
 
 from fmtlbench import checkpoint, signals
 from fmtlbench.config import build_config
 from fmtlbench.engine import NullReporter
 from fmtlbench.runner import execute
 
+#: The tiny decoders' parameters that the md decoder takes.
+MD_PARAMS = {
+    k: v for k, v in TINY_DECODER.items() if k in REGISTRY.get("decoder", "md").Params.model_fields
+}
 #: Metric prefixes that measure the machine, not the run (wall time, energy).
 UNREPRODUCIBLE = ("time/", "energy/")
 
@@ -62,7 +67,6 @@ def scramble_rngs() -> None:
 @pytest.fixture(scope="module")
 def config_of(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("resume-exact")
-    decoder = REGISTRY.get("decoder", "md").Params.model_fields
 
     def make(algorithm: str):
         return build_config(
@@ -73,7 +77,7 @@ def config_of(tmp_path_factory):
                 backbone={"name": TinyPyramid.name},
                 arch={
                     "name": "md",
-                    "params": {k: v for k, v in TINY_DECODER.items() if k in decoder},
+                    "params": MD_PARAMS,
                 },
                 clients=2,
                 energy={"enabled": False},
@@ -122,28 +126,42 @@ def test_resumed_run_equals_the_uninterrupted_one(algorithm: str, config_of) -> 
 # (``fmtlbench.signals.pause``) at an exact point and sent a real signal there, then resumed
 # with the command it printed; the final round must equal the run that was never interrupted.
 
-#: A 3-round run of ResNet-18 at 32x40 on 2 clients of a 16-image twin: seconds per round.
+#: A 3-round run of the tiny pyramid on 2 clients of a 16-image twin.
 KILL_CONFIG = {
+    "backbone": {"name": TinyPyramid.name},
+    "arch": {"name": "md", "params": MD_PARAMS},
     "data": {"datasets": {"nyudv2": {**TWIN, "twin_train": 16}}},
     "clients": 2,
     "energy": {"enabled": False},
-    "training": {
-        "rounds": 3,
-        "eval_initial": False,
-        "batch_size": 4,
-        "resolution": {"default": [32, 40]},
-        "eval_resolution": {"default": [32, 40]},
-    },
+    "training": {"rounds": 3, "eval_initial": False},
 }
 EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGKILL: -signal.SIGKILL}
 TIMEOUT = 300
 
 
-def cli(args: list[str], tmp: Path, name: str, pause: str = "") -> subprocess.Popen:
+#: ``python -m fmtlbench`` that also writes, at exit, how often it read a checkpoint file.
+COUNTING_LOADS = (
+    "import atexit, runpy, sys\n"
+    "from fmtlbench import checkpoint\n"
+    "calls, read = [], checkpoint.load\n"
+    "checkpoint.load = lambda path: calls.append(path) or read(path)\n"
+    "out = sys.argv.pop(1)\n"
+    "atexit.register(lambda: open(out, 'w').write(str(len(calls))))\n"
+    "runpy.run_module('fmtlbench', run_name='__main__')\n"
+)
+
+
+def cli(
+    args: list[str], tmp: Path, name: str, pause: str = "", count_loads: bool = False
+) -> subprocess.Popen:
+    """``fmtlbench run args`` with the tiny pyramid installed as a plugin, output to a file
+    (with ``count_loads``, the number of checkpoint reads goes to ``<name>.loads``)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", signals.PAUSE_ENV: pause}
+    env["PYTHONPATH"] = plugin_path(tmp.parent / "site")
     env[signals.PAUSE_FILE_ENV] = str(tmp / f"{name}.paused")
+    start = ["-c", COUNTING_LOADS, str(tmp / f"{name}.loads")] if count_loads else ["-m"]
     return subprocess.Popen(
-        [sys.executable, "-m", "fmtlbench", "run", *args],
+        [sys.executable, *start, *([] if count_loads else ["fmtlbench"]), "run", *args],
         stdout=open(tmp / f"{name}.out", "w"),
         stderr=subprocess.STDOUT,
         env=env,
@@ -183,7 +201,11 @@ def temp_files(folder: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def kill_setup(tmp_path_factory):
-    """Per algorithm, its config file and the final metrics of its uninterrupted CLI run."""
+    """Per algorithm, its config file and the final metrics of its uninterrupted run.
+
+    The uninterrupted run is made in this process (a subprocess would cost its start-up again),
+    on one thread like the subprocesses, from the same file the CLI reads.
+    """
     tmp = tmp_path_factory.mktemp("kill")
     made: dict[str, tuple[Path, dict[str, float]]] = {}
 
@@ -191,16 +213,14 @@ def kill_setup(tmp_path_factory):
         if algorithm not in made:
             file = tmp / f"{algorithm}.yaml"
             file.write_text(yaml.safe_dump({**KILL_CONFIG, "algorithm": {"name": algorithm}}))
-            name = f"straight-{algorithm}"
-            folder = tmp / name
-            folder.mkdir()
-            proc = cli(
-                ["--config", str(file), "--run-name", name, "--set", f"checkpoint_dir={folder}"],
-                folder,
-                name,
-            )
-            assert proc.wait(TIMEOUT) == 0, (folder / f"{name}.out").read_text()
-            made[algorithm] = file, final_metrics(run_id_named(name))
+            config = build_config(file, [{"checkpoint_dir": str(tmp / "straight")}])
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                run_id = execute(config, registry=REGISTRY).run_id
+            finally:
+                torch.set_num_threads(threads)
+            made[algorithm] = file, final_metrics(run_id)
         return made[algorithm]
 
     return tmp, make
@@ -245,8 +265,9 @@ def interrupt(kill_setup, algorithm: str, points: list[str], sigs: list[signal.S
 def resume_and_compare(folder: Path, run_id: str, output: str, straight: dict) -> None:
     """Resume with the printed command (or the equivalent one after SIGKILL) and compare."""
     command = f"fmtlbench run --resume {run_id} --set checkpoint_dir={folder}"
-    resumed = cli(command.split()[2:], folder, "resumed")
+    resumed = cli(command.split()[2:], folder, "resumed", count_loads=True)
     assert resumed.wait(TIMEOUT) == 0, (folder / "resumed.out").read_text()
+    assert (folder / "resumed.loads").read_text() == "1"  # the CLI reads the checkpoint once
     run = MlflowClient().get_run(run_id)
     assert run.info.status == "FINISHED"
     assert "fmtlbench.status_note" not in run.data.tags  # the interrupted note is cleared
@@ -275,3 +296,38 @@ def test_a_signalled_run_resumes_to_the_uninterrupted_result(kill_setup, algorit
         assert ("terminated" if sig == signal.SIGTERM else "interrupted") in output
         assert "Traceback" not in output
     resume_and_compare(folder, run_id, output, straight)  # ...and the resume sweeps it away
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("algorithm", "first", "second"),
+    [("fedavg", signal.SIGINT, signal.SIGTERM), ("fedamp", signal.SIGTERM, signal.SIGINT)],
+    ids=["fedavg-INT-then-TERM", "fedamp-TERM-then-INT"],
+)
+def test_a_second_signal_during_shutdown_exits_at_once(kill_setup, algorithm, first, second):
+    """Held mid-round 2, then again in the shutdown the first signal started: the second
+    signal has its default action, and the checkpoint of round 1 is whole and resumes."""
+    points = ["round:2", "shutdown:2"]
+    folder, name, _, code, output, straight = interrupt(
+        kill_setup, algorithm, points, [first, second]
+    )
+    assert code == -second, output
+    run_id = run_id_named(name)
+    assert checkpoint.load(checkpoint.checkpoint_path(folder, run_id))["round"] == 1
+    assert temp_files(folder) == []
+    assert MlflowClient().get_run(run_id).info.status == "RUNNING"  # its shutdown was cut
+    resume_and_compare(folder, run_id, output, straight)
+
+
+@pytest.mark.slow
+def test_a_run_stopped_before_its_first_checkpoint_says_so(kill_setup):
+    folder, name, _, code, output, _ = interrupt(
+        kill_setup, "fedavg", ["round:1"], [signal.SIGTERM]
+    )
+    assert code == 143, output
+    run = MlflowClient().get_run(run_id_named(name))
+    assert run.info.status == "KILLED"
+    note = run.data.tags["fmtlbench.status_note"]
+    assert note == "interrupted during round 1, before any checkpoint; run it again"
+    assert note in output and "--resume" not in output
+    assert not checkpoint.checkpoint_path(folder, run.info.run_id).exists()
