@@ -1,6 +1,19 @@
 """What a checkpoint must carry beyond plain values for a resumed run to account like the
 uninterrupted one.
 
+A resumed run equals the uninterrupted one exactly when everything that round r+1 reads is
+restored. The checkpoint holds the client states (models, normalisation statistics), the
+algorithm's server state (``Algorithm.state_dict``: anchors, global model, attention or
+precision matrices, cluster labels), the history, the initial evaluation and the delivery
+record below. Random streams need no saved state, and none is saved: every one is re-derived
+where it is used from values the checkpoint already holds. The engine seeds torch's global
+generator (augmentation, dropout) and the client's DataLoader generator (shuffling; also the
+base seed of its workers) from (seed, round, client) before each client's local training;
+PCGrad's projection orders come from ``random.Random(f"{seed}:{round}")``; evaluation, the
+aggregation maths and the other algorithms draw nothing; optimisers live for one client-round
+only. ``tests/test_kill.py`` checks this for all nine built-in algorithms with every process
+stream (torch, numpy, ``random``) scrambled before the resume.
+
 The engine's delivery record (``Engine.delivered``) holds the storage ids of the tensors each
 client already received, so that an anchor resent in the next context is not counted as
 downloaded twice. Storage ids are memory addresses, meaningless in another process; the
