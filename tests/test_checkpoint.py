@@ -250,3 +250,12 @@ def test_resumed_config_is_the_checkpoints_extended_only_by_rounds() -> None:
     assert resumed_config(state, 10).training.rounds == 10
     with pytest.raises(ConfigError, match="can only be extended"):
         resumed_config(state, 1)
+
+
+def test_the_resume_command_names_the_checkpoint_folder_only_when_not_the_default() -> None:
+    from fmtlbench.resume import command
+
+    assert command("abc123", Path(".fmtlbench/checkpoints")) == "fmtlbench run --resume abc123"
+    assert command("abc123", Path("/scratch/my ckpts")) == (
+        "fmtlbench run --resume abc123 --set 'checkpoint_dir=/scratch/my ckpts'"
+    )
