@@ -178,6 +178,9 @@ def run(config_file, resume, dry_run, **options) -> None:
 
         saved = checkpoint.load(checkpoint.checkpoint_path(config.checkpoint_dir, resume))
         config = resumed_config(saved, options["rounds"])
+    from fmtlbench import preflight
+
+    preflight.check(config, load_registry())  # before the banner: a refusal is one line
     reporter = RichReporter()
     reporter.banner(config)
     with reporter:

@@ -216,6 +216,17 @@ def _store_fix(uri: str) -> str:
     return "give a store you can write to, e.g. --tracking-uri sqlite:///mlflow.db"
 
 
+def _reason(exc: BaseException) -> str:
+    """One short line for an MLflow failure: the innermost OS error of the chain when there
+    is one ("[Errno 111] Connection refused"), else MLflow's own message, shortened."""
+    inner: BaseException | None = exc
+    while inner is not None:
+        if isinstance(inner, OSError) and inner.strerror:
+            return inner.strerror
+        inner = inner.__cause__ or inner.__context__
+    return " ".join(str(exc).split())[:240] or type(exc).__name__
+
+
 def check_store(uri: str, experiment: str) -> None:
     """Refuse a tracking store that is unreachable, not a database or not writable, in seconds.
 
@@ -248,8 +259,7 @@ def check_store(uri: str, experiment: str) -> None:
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever MLflow raises becomes one line
-        detail = " ".join(str(exc).split())[:300] or type(exc).__name__
-        raise ConfigError(f"tracking.uri {uri}: the store cannot be used ({detail}); "
+        raise ConfigError(f"tracking.uri {uri}: the store cannot be used ({_reason(exc)}); "
                           f"{_store_fix(uri)}") from None  # fmt: skip
     if found is not None and found.lifecycle_stage == "deleted":
         raise ConfigError(
@@ -288,9 +298,8 @@ def check_reference_run(config: RunConfig, keys: list[str]) -> dict[str, float]:
             client = tracking.MlflowClient(tracking_uri=uri)
             run = tracking.retry_locked(client.get_run, ref)
     except Exception as exc:  # noqa: BLE001 - MLflow's not-found is a plain MlflowException
-        detail = " ".join(str(exc).split())[:200]
         raise ConfigError(
-            f"reference run '{ref}' not found in {uri} ({detail}); give the run id of a "
+            f"reference run '{ref}' not found in {uri} ({_reason(exc)}); give the run id of a "
             "finished run of this store as --reference"
         ) from None
     check_reference(run)

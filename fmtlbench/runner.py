@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from fmtlbench import __version__, cachekey, checkpoint, preflight
+from fmtlbench import __version__, cachekey, checkpoint
 from fmtlbench import resume as resume_state
 from fmtlbench.config import RunConfig
 from fmtlbench.energy import EnergyMeter
@@ -98,6 +98,8 @@ def execute(
     if resume:
         state = checkpoint.load(checkpoint.checkpoint_path(config.checkpoint_dir, resume))
         config = resume_state.resumed_config(state, rounds)
+    from fmtlbench import preflight
+
     reference = preflight.check(config, registry).reference  # before any data is read
     fed = build_federation(config, registry)
     tracker = Tracker(config.tracking.uri, config.tracking.experiment)
