@@ -133,7 +133,7 @@ def _overrides(**options) -> list[dict]:
 @click.option("--rounds", type=int, help="Number of federated rounds.")
 @click.option(
     "--data-root",
-    type=click.Path(path_type=Path),
+    type=click.Path(),  # a str: click would turn "" into Path("."), the working directory
     help="Folder holding NYUDv2/ etc. [env FMTLBENCH_DATA_ROOT]",
 )
 @click.option("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlflow.db).")
