@@ -21,6 +21,7 @@ import errno
 import os
 import shutil
 import socket
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ from fmtlbench.errors import ConfigError
 #: Seconds one HTTP call of the store probe may take, and its retries (MLflow's defaults are
 #: 120 s and 7 retries with back-off: minutes before a dead server is reported).
 PROBE_TIMEOUT, PROBE_RETRIES = 5, 0
+#: Tries of the folder probe when a parallel run removes a folder it made while we probe it.
+PROBE_ATTEMPTS = 20
 #: First bytes of every SQLite 3 database file.
 SQLITE_MAGIC = b"SQLite format 3\x00"
 #: A checkpoint holds every client's state plus the algorithm's server state and delivery
@@ -55,6 +58,7 @@ def check(config: RunConfig, registry) -> Checked:
 
     check_dataset_keys(config, registry)
     chosen = resolve_components(config, registry)
+    check_data_root(config.data.root)
     check_folder(config.checkpoint_dir, "checkpoint_dir")
     check_folder(config.data.cache_dir, "data.cache_dir")
     needed = checkpoint_bytes(config, chosen, registry)
@@ -82,6 +86,7 @@ def check_all(configs: Iterable[RunConfig], registry) -> None:
     space: dict[Path, int] = {}
     for config in configs:
         check_dataset_keys(config, registry)
+        check_data_root(config.data.root)
         for path, field in ((config.checkpoint_dir, "checkpoint_dir"),
                             (config.data.cache_dir, "data.cache_dir")):  # fmt: skip
             if once(("folder", Path(path).resolve())):
@@ -99,11 +104,22 @@ def check_all(configs: Iterable[RunConfig], registry) -> None:
 
 
 # ---------------------------------------------------------------------------- folders
+def check_data_root(root: Path | None) -> None:
+    """Refuse a data root that is not a folder; it is only ever read, so never probed."""
+    if root is not None and not Path(root).expanduser().is_dir():
+        what = "is a file" if Path(root).expanduser().exists() else "does not exist"
+        raise ConfigError(
+            f"data.root {root} {what}; give the folder holding NYUDv2/ etc. (--data-root), "
+            "or unset it (and FMTLBENCH_DATA_ROOT) to use the synthetic twins"
+        )
+
+
 def check_folder(path: Path, field: str, fix: str | None = None) -> None:
     """Refuse a folder setting that cannot hold files: a file on its path, or no permission.
 
     The probe creates the missing folders and a probe file, then removes all it created, so
-    the check is exact (``os.access`` says yes to root on a read-only mount) and leaves no trace.
+    the check is exact (``os.access`` says yes to root on a read-only mount) and leaves no trace
+    (only when runs probe one new folder at the same moment may an empty folder remain).
     """
     path = Path(path).expanduser()
     fix = fix or f"give a folder you can write to (--set {field}=PATH)"
@@ -113,19 +129,32 @@ def check_folder(path: Path, field: str, fix: str | None = None) -> None:
                 where = "" if part == path else f" (its parent {part} is a file)"
                 raise ConfigError(f"{field} {path} is not a folder{where}; {fix}")
             break
+    for attempt in range(PROBE_ATTEMPTS):
+        try:
+            _probe(path)
+            return
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError) and attempt + 1 < PROBE_ATTEMPTS:
+                continue  # a parallel run's probe removed a folder it made while we used it
+            reason = exc.strerror or type(exc).__name__
+            raise ConfigError(f"{field} {path} cannot be written ({reason}); {fix}") from None
+
+
+def _probe(path: Path) -> None:
+    """Create the missing folders of ``path`` and a probe file in it, then remove them."""
     created: list[Path] = []
-    probe = path / f".fmtlbench-probe-{socket.gethostname()}-{os.getpid()}"
+    name = f".fmtlbench-probe-{socket.gethostname()}-{os.getpid()}-{threading.get_ident()}"
     try:
         for part in reversed((path, *path.parents)):
             if not part.exists():
-                part.mkdir()
+                try:
+                    part.mkdir()
+                except FileExistsError:
+                    continue  # made by a parallel run just now: not ours to remove
                 created.append(part)
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.close(fd)
-        probe.unlink()
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ConfigError(f"{field} {path} cannot be written ({reason}); {fix}") from None
+        (path / name).unlink()
     finally:
         for part in reversed(created):
             with contextlib.suppress(OSError):

@@ -324,3 +324,31 @@ def test_download_to_under_a_file(tmp_path):
 def test_download_to_that_cannot_be_written(unwritable):
     args = ["download", "nyudv2", "--to", str(unwritable), "--url", "http://127.0.0.1:9/x.tar"]
     _data_refused(args, "--to", "cannot be written")
+
+
+def test_parallel_probes_of_one_new_folder_all_pass(tmp_path):
+    """Runs started together probe the same not-yet-existing folder: one removing the folder
+    it created must not make another's probe fail."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fmtlbench.preflight import check_folder
+
+    target = tmp_path / "shared" / "checkpoints"
+
+    def probe(_: int) -> None:
+        for _ in range(25):
+            check_folder(target, "checkpoint_dir")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(probe, range(8)))  # re-raises the first refusal, if any
+    # no probe file is left (an empty folder may be: each probe removes only what it made)
+    assert [p for p in tmp_path.rglob("*") if not p.is_dir()] == []
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_a_data_root_that_is_not_a_folder(tmp_path, kind):
+    root = tmp_path / "data"
+    if kind == "file":
+        root.write_text("x")
+    what = "is a file" if kind == "file" else "does not exist"
+    _refused(tmp_path, ["--data-root", str(root)], f"data.root {root} {what}", "--data-root")
