@@ -21,6 +21,7 @@ import errno
 import os
 import shutil
 import socket
+import stat
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -124,11 +125,14 @@ def check_folder(path: Path, field: str, fix: str | None = None) -> None:
     path = Path(path).expanduser()
     fix = fix or f"give a folder you can write to (--set {field}=PATH)"
     for part in (path, *path.parents):
-        if part.exists():
-            if not part.is_dir():
-                where = "" if part == path else f" (its parent {part} is a file)"
-                raise ConfigError(f"{field} {path} is not a folder{where}; {fix}")
+        try:  # one stat: a parallel probe may create or remove the folder between two calls
+            mode = part.stat().st_mode
+        except OSError:
+            continue
+        if stat.S_ISDIR(mode):
             break
+        where = "" if part == path else f" (its parent {part} is a file)"
+        raise ConfigError(f"{field} {path} is not a folder{where}; {fix}")
     for attempt in range(PROBE_ATTEMPTS):
         try:
             _probe(path)
