@@ -352,3 +352,75 @@ def test_a_data_root_that_is_not_a_folder(tmp_path, kind):
         root.write_text("x")
     what = "is a file" if kind == "file" else "does not exist"
     _refused(tmp_path, ["--data-root", str(root)], f"data.root {root} {what}", "--data-root")
+
+
+def test_a_tracking_server_that_never_answers_is_refused_within_the_probe_timeout(monkeypatch):
+    """A port that accepts connections but never replies (a hung server): MLflow's own
+    defaults would wait 120 s per try, seven times; the probe gives up after its timeout
+    (1 s here instead of the default 5, to keep the suite fast)."""
+    from fmtlbench import preflight
+
+    monkeypatch.setattr(preflight, "PROBE_TIMEOUT", 1)
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)  # the kernel completes connections; nobody ever reads or answers
+        uri = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        before = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT")
+        started = time.monotonic()
+        with pytest.raises(ConfigError, match=f"tracking.uri {uri}: the store cannot be used"):
+            preflight.check_store(uri, "fmtlbench")
+        elapsed = time.monotonic() - started
+    assert elapsed < 4 * preflight.PROBE_TIMEOUT, elapsed
+    assert os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT") == before  # restored afterwards
+
+
+@pytest.mark.slow
+def test_a_live_tracking_server_passes_and_is_refused_once_stopped(tmp_path):
+    """A real ``mlflow server`` on 127.0.0.1: the probe creates the experiment on it; once
+    the server is stopped, the same probe is refused in seconds."""
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from fmtlbench import preflight
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    mlflow = str(Path(sys.executable).with_name("mlflow"))
+    command = [mlflow, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+               "--backend-store-uri", f"sqlite:///{tmp_path / 'db.sqlite'}",
+               "--default-artifact-root", str(tmp_path / "artifacts")]  # fmt: skip
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "mlflow server did not start within 90 s"
+            time.sleep(0.5)
+        preflight.check_store(uri, "pf-live")
+        assert MlflowClient(tracking_uri=uri).get_experiment_by_name("pf-live") is not None
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match="Connection refused"):
+        preflight.check_store(uri, "pf-live")
+    assert time.monotonic() - started < 30
