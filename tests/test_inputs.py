@@ -168,3 +168,7 @@ def test_a_cache_path_that_is_not_a_folder(tmp_path):
 )
 def test_unbounded_and_empty_values_name_their_field(args, field):
     _fails_cleanly(["run", "--dry-run", *args], field)
+
+
+def test_a_directory_given_as_config(tmp_path):
+    _fails_cleanly(["run", "--dry-run", "--config", str(tmp_path)], str(tmp_path), "directory")
