@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 import socket
@@ -85,6 +86,7 @@ def check_all(configs: Iterable[RunConfig], registry) -> None:
         return new
 
     space: dict[Path, int] = {}
+    sizes: dict[str, int] = {}
     for config in configs:
         check_dataset_keys(config, registry)
         check_data_root(config.data.root)
@@ -94,8 +96,12 @@ def check_all(configs: Iterable[RunConfig], registry) -> None:
                 check_folder(path, field)
         chosen = resolve_components(config, registry)
         folder = Path(config.checkpoint_dir).resolve()
-        size = checkpoint_bytes(config, chosen, registry)
-        space[folder] = max(space.get(folder, 0), size)
+        # cells differing only in algorithm or seed have models of one size: built once
+        shape = json.dumps([config.backbone.name, config.arch.model_dump(), config.scenario,
+                            config.clients, config.training.resolution], default=str)  # fmt: skip
+        if shape not in sizes:
+            sizes[shape] = checkpoint_bytes(config, chosen, registry)
+        space[folder] = max(space.get(folder, 0), sizes[shape])
         if once(("store", config.tracking.uri, config.tracking.experiment)):
             check_store(config.tracking.uri, config.tracking.experiment)
         if config.reference and once(("reference", config.tracking.uri, config.reference)):
