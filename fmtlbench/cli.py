@@ -133,7 +133,7 @@ def _overrides(**options) -> list[dict]:
 @click.option("--rounds", type=int, help="Number of federated rounds.")
 @click.option(
     "--data-root",
-    type=click.Path(path_type=Path),
+    type=click.Path(),  # a str: click would turn "" into Path("."), the working directory
     help="Folder holding NYUDv2/ etc. [env FMTLBENCH_DATA_ROOT]",
 )
 @click.option("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlflow.db).")
@@ -179,6 +179,9 @@ def run(config_file, resume, dry_run, **options) -> None:
 
         saved = checkpoint.load(checkpoint.checkpoint_path(config.checkpoint_dir, resume))
         config = resumed_config(saved, options["rounds"])
+    from fmtlbench import preflight
+
+    preflight.check(config, load_registry())  # before the banner: a refusal is one line
     reporter = RichReporter()
     reporter.banner(config)
     with reporter:

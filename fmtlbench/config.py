@@ -12,10 +12,18 @@ import os
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from fmtlbench.errors import ConfigError
 
@@ -26,10 +34,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _not_blank(value: Any) -> Any:
+    # pydantic turns "" into Path("."), the working directory: an empty ``--set
+    # checkpoint_dir=`` would silently write there
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("is empty; give a folder path (or leave the setting out)")
+    return value
+
+
+#: A folder setting: an empty string is an error, never the working directory.
+FolderPath = Annotated[Path, BeforeValidator(_not_blank)]
+#: Upper bound of round-like counts: far beyond the study's 100 rounds, low enough that a
+#: typo (an extra few zeros) is caught instead of running for ever.
+MAX_ROUNDS = 100_000
+
+
 class ComponentChoice(_Strict):
     """A component by registered name, with its parameters (validated by its ``Params``)."""
 
-    name: str
+    name: str = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -39,8 +62,8 @@ class Augmentation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    scale_min: float = Field(0.5, gt=0, description="smallest random scale factor")
-    scale_max: float = Field(2.0, gt=0, description="largest random scale factor")
+    scale_min: float = Field(0.5, ge=0.1, le=10, description="smallest random scale factor")
+    scale_max: float = Field(2.0, ge=0.1, le=10, description="largest random scale factor")
     flip: bool = Field(True, description="random horizontal flip (negates normals x)")
     jitter: float = Field(
         0.2, ge=0, le=1, description="brightness/contrast/saturation strength; 0 disables"
@@ -62,15 +85,15 @@ class TrainingConfig(_Strict):
     """Local training and evaluation settings; per-dataset values are keyed by dataset name,
     with ``default`` for datasets not listed."""
 
-    rounds: int = Field(6, gt=0)
+    rounds: int = Field(6, gt=0, le=MAX_ROUNDS)
     local_epochs: dict[str, int] = Field(default_factory=lambda: {"default": 1})
-    batch_size: int = Field(8, gt=0)
+    batch_size: int = Field(8, gt=0, le=4096)
     lr: float = Field(1e-3, gt=0, le=10.0, allow_inf_nan=False)
     weight_decay: float = Field(1e-4, ge=0, le=10.0, allow_inf_nan=False)
-    warmup_rounds: int = Field(1, ge=0)
+    warmup_rounds: int = Field(1, ge=0, le=MAX_ROUNDS)
     resolution: dict[str, Resolution] = Field(default_factory=lambda: {"default": (64, 80)})
     eval_resolution: dict[str, Resolution] = Field(default_factory=lambda: {"default": (64, 80)})
-    eval_every: int = Field(1, gt=0)
+    eval_every: int = Field(1, gt=0, le=MAX_ROUNDS)
     eval_initial: bool = True
     augmentation: Augmentation = Field(default_factory=Augmentation)
 
@@ -78,8 +101,10 @@ class TrainingConfig(_Strict):
     @classmethod
     def _epochs_positive(cls, value: dict[str, int]) -> dict[str, int]:
         for key, epochs in value.items():
-            if epochs <= 0:
-                raise ValueError(f"local epochs of '{key}' must be > 0, got {epochs}")
+            if not 0 < epochs <= 1000:
+                raise ValueError(
+                    f"local epochs of '{key}' must be between 1 and 1000, got {epochs}"
+                )
         return value
 
     @field_validator("resolution", "eval_resolution")
@@ -104,11 +129,11 @@ class TrainingConfig(_Strict):
 class DataConfig(_Strict):
     """Where datasets are read from and where derived files (synthetic twins, caches) go."""
 
-    root: Path | None = Field(
+    root: FolderPath | None = Field(
         default_factory=lambda: _env_path("FMTLBENCH_DATA_ROOT"),
         description="folder holding NYUDv2/, PASCALContext/ ...; unset = synthetic twins",
     )
-    cache_dir: Path = Field(
+    cache_dir: FolderPath = Field(
         default_factory=lambda: _env_path("FMTLBENCH_CACHE") or Path.home() / ".cache" / "fmtlbench"
     )
     datasets: dict[str, dict[str, Any]] = Field(
@@ -140,26 +165,29 @@ class TrackingConfig(_Strict):
     """MLflow tracking: a local SQLite store by default, any tracking URI accepted."""
 
     uri: str = Field(
-        default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"),
+        default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db",
         min_length=1,
         description="MLflow tracking URI; an empty string is an error, not the default",
     )
-    experiment: str = "fmtlbench"
-    run_name: str | None = None
+    experiment: str = Field("fmtlbench", min_length=1)
+    run_name: str | None = Field(None, min_length=1, description="unset: MLflow picks a name")
 
 
 class RunConfig(_Strict):
     """Everything that defines one federated run."""
 
     profile: str = "cpu"
-    scenario: str = "iid1"
+    scenario: str = Field("iid1", min_length=1)
     algorithm: ComponentChoice = Field(default_factory=lambda: ComponentChoice(name="fedavg"))
     arch: ComponentChoice = Field(default_factory=lambda: ComponentChoice(name="md"))
     backbone: ComponentChoice = Field(default_factory=lambda: ComponentChoice(name="resnet18"))
     executor: ComponentChoice = Field(default_factory=lambda: ComponentChoice(name="serial"))
     seed: int = Field(0, ge=0, lt=2**32, description="torch/numpy seeds take 32 bits")
     clients: int | None = Field(
-        None, ge=1, description="client count of a single-group scenario (e.g. iid1 with K=8)"
+        None,
+        ge=1,
+        le=10_000,
+        description="client count of a single-group scenario (e.g. iid1 with K=8)",
     )
     device: str = Field(
         "auto",
@@ -170,11 +198,14 @@ class RunConfig(_Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     energy: EnergyConfig = Field(default_factory=EnergyConfig)
-    reference: str | None = Field(None, description="MLflow run id of the delta-percent reference")
-    checkpoint_dir: Path = Field(Path(".fmtlbench/checkpoints"))
+    reference: str | None = Field(
+        None, min_length=1, description="MLflow run id of the delta-percent reference"
+    )
+    checkpoint_dir: FolderPath = Field(Path(".fmtlbench/checkpoints"))
     checkpoint_every: int = Field(
         1,
         ge=1,
+        le=MAX_ROUNDS,
         description="rounds between checkpoints (the last round is always saved); a run "
         "killed between two resumes from the last saved round and ends the same",
     )

@@ -4,7 +4,7 @@ checkpointing. Algorithms own the maths; the engine owns everything else."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -45,6 +45,13 @@ class NullReporter:
 
     def round_finished(self, round: int, metrics: Mapping[str, float]) -> None:
         pass
+
+
+def primary_keys(pairs: Iterable[tuple[str, str, Any]]) -> list[str]:
+    """Metric keys of the primary metric of each (dataset, task, spec), globally and personally
+    evaluated: what a delta-percent reference must hold (the pre-flight check uses it too)."""
+    keys = [f"{kind}/{ds}/{task}/{spec.primary[0]}" for ds, task, spec in pairs for kind in "GP"]
+    return list(dict.fromkeys(keys))
 
 
 @dataclass
@@ -107,12 +114,9 @@ class Engine:
 
     def reference_keys(self) -> list[str]:
         """Metric keys of the primary metric of every (dataset, task) this run evaluates."""
-        keys = []
-        for client in self.fed.clients:
-            for task, spec in client.specs.items():
-                for kind in ("G", "P"):
-                    keys.append(f"{kind}/{client.dataset.name}/{task}/{spec.primary[0]}")
-        return list(dict.fromkeys(keys))
+        return primary_keys(
+            (c.dataset.name, task, spec) for c in self.fed.clients for task, spec in c.specs.items()
+        )
 
     # ------------------------------------------------------------------ clients
     def train_client(self, job: ClientJob) -> ClientResult:

@@ -19,7 +19,6 @@ import yaml
 from fmtlbench import __version__, cachekey, checkpoint, signals
 from fmtlbench import resume as resume_state
 from fmtlbench.config import RunConfig
-from fmtlbench.config_keys import check_dataset_keys
 from fmtlbench.energy import EnergyMeter
 from fmtlbench.engine import Engine, Evaluation, NullReporter, Reporter
 from fmtlbench.errors import ConfigError
@@ -104,19 +103,11 @@ def execute(
         if state is None:
             state = checkpoint.load(checkpoint.checkpoint_path(config.checkpoint_dir, resume))
         config = resume_state.resumed_config(state, rounds)
-    check_dataset_keys(config, registry)
+    from fmtlbench import preflight
+
+    reference = preflight.check(config, registry).reference  # before any data is read
     fed = build_federation(config, registry)
     tracker = Tracker(config.tracking.uri, config.tracking.experiment)
-    reference = None
-    if config.reference:
-        from fmtlbench.leaderboard.reference import check_reference
-
-        try:
-            found = tracker.get_run(config.reference)
-        except Exception as exc:
-            raise ConfigError(f"reference run '{config.reference}' not found: {exc}") from None
-        check_reference(found)
-        reference = dict(found.data.metrics)
     energy = EnergyMeter(config.energy)
     engine = Engine(fed, reporter, reference, energy)
     rounds = config.training.rounds

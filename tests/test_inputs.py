@@ -147,3 +147,28 @@ def test_a_cache_path_that_is_not_a_folder(tmp_path):
     (tmp_path / "afile").write_text("x")
     args = ["run", "--dry-run", "--set", f"data.cache_dir={tmp_path / 'afile'}"]
     _fails_cleanly(args, "data.cache_dir", "not a folder")
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--set", "training.lr=.inf"], "training.lr"),
+        (["--set", "training.resolution.default=[100000,100000]"], "training.resolution"),
+        (["--seed", str(2**64 + 1)], "seed"),
+        (["--rounds", "10000000"], "training.rounds"),
+        (["--experiment", ""], "tracking.experiment"),
+        (["--run-name", ""], "tracking.run_name"),
+        (["--reference", ""], "reference"),
+        (["--scenario", ""], "scenario"),
+        (["--algo", ""], "algorithm.name"),
+        (["--data-root", ""], "data.root"),
+        (["--set", "checkpoint_dir="], "checkpoint_dir"),
+        (["--set", "data.cache_dir="], "data.cache_dir"),
+    ],
+)
+def test_unbounded_and_empty_values_name_their_field(args, field):
+    _fails_cleanly(["run", "--dry-run", *args], field)
+
+
+def test_a_directory_given_as_config(tmp_path):
+    _fails_cleanly(["run", "--dry-run", "--config", str(tmp_path)], str(tmp_path), "directory")

@@ -57,6 +57,9 @@ def synth(name: str, out: Path, seed: int, set_: tuple[str, ...], **sizes: int |
             f"invalid twin parameter of {name}: {describe_validation_error(exc)} "
             f"(see `fmtlbench list datasets`)"
         ) from None
+    from fmtlbench.preflight import check_folder
+
+    check_folder(Path(out), "--out", "give a folder you can write to as --out")
     target = Path(out) / cls.folder
     click.echo(f"rendering the synthetic twin of {name} into {target} ...")
     cls.synthesize(target, params, seed)
@@ -142,6 +145,9 @@ def download(name: str, to: Path, url: str | None, sha256: str | None, keep_arch
             click.echo(f"\r  {size}", nl=False, err=True)
 
     check_request(url, sha256, Path(to))
+    from fmtlbench.preflight import check_folder
+
+    check_folder(Path(to), "--to", "give a folder you can write to as --to")
     click.echo(f"downloading {url}")
     part = Path(to) / (archive_name(url, cls.folder) + ".part")
     if part.is_file():

@@ -185,6 +185,9 @@ def sweep(
     )
     cells = plan.build_cells(spec, registry, extra)
     _refuse_unreachable_store(executor_name, ray_address, {c.config.tracking.uri for c in cells})
+    from fmtlbench import preflight
+
+    preflight.check_all([c.config for c in cells], registry)  # before any cell reads data
     click.echo(f"sweep '{spec.name}': {len(cells)} cells; checking each (no training) ...")
     for cell in cells:
         plan.probe(cell, registry)

@@ -52,7 +52,11 @@ def _expand(path: str, values: list[Any], registry) -> list[Any]:
             out.extend(registry.names(kind))
         else:
             out.append(value)
-    return list(dict.fromkeys(out))
+    unique: list[Any] = []  # not dict.fromkeys: a value may be a list or mapping
+    for value in out:
+        if value not in unique:
+            unique.append(value)
+    return unique
 
 
 def combinations(spec: SweepSpec, registry) -> list[dict[str, Any]]:

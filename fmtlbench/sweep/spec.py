@@ -47,6 +47,8 @@ class SweepSpec(BaseModel):
     @classmethod
     def _grids(cls, value: Any) -> Any:
         grids = [value] if isinstance(value, dict) else value
+        if not isinstance(grids, list):
+            return value  # let pydantic name the problem
         out = []
         for grid in grids:
             if not isinstance(grid, dict):
