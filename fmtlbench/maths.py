@@ -333,7 +333,35 @@ def cagrad_coefficients(
     return (p + extra) / (1 + c**2)
 
 
+class _SquaredDistance(torch.autograd.Function):
+    """``sum_n ||live_n - anchor_n||^2`` and its gradient ``2 (live_n - anchor_n)`` as a few
+    ``torch._foreach`` kernels over all entries, instead of a Python loop of small autograd
+    ops per entry per step (hundreds of entries for a ResNet-18 model). The differences
+    computed in the forward pass are kept for the backward, as the per-entry graph kept them."""
+
+    @staticmethod
+    def forward(
+        ctx: object, anchors: tuple[torch.Tensor, ...], *live: torch.Tensor
+    ) -> torch.Tensor:
+        diffs = torch._foreach_sub(list(live), list(anchors))
+        ctx.diffs = diffs
+        return torch.stack(torch._foreach_norm(diffs)).square().sum()
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        wanted = ctx.needs_input_grad[1:]
+        diffs = [d for d, w in zip(ctx.diffs, wanted, strict=True) if w]
+        grads = iter(torch._foreach_mul(diffs, 2 * grad) if diffs else [])
+        ctx.diffs = None
+        return (None, *(next(grads) if w else None for w in wanted))
+
+
 def squared_distance(live: State, anchors: State) -> torch.Tensor:
     """``sum_n ||live[n] - anchors[n]||^2`` over the names of ``anchors``, differentiable in
-    ``live`` (the proximal and attention terms of FedProx and FedAMP)."""
-    return sum(((live[n] - anchor) ** 2).sum() for n, anchor in anchors.items())
+    ``live`` (the proximal and attention terms of FedProx and FedAMP), computed by one fused
+    operation over all entries (see ``_SquaredDistance``)."""
+    names = list(anchors)
+    if not names:
+        return torch.zeros(())
+    targets = tuple(anchors[n].detach() for n in names)
+    return _SquaredDistance.apply(targets, *(live[n] for n in names))
