@@ -29,10 +29,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-import torch
 from pydantic import Field
 
-from fmtlbench import hookimpl
+from fmtlbench import hookimpl, lazy
 from fmtlbench.components import Algorithm, ClientInfo, Params, Update
 from fmtlbench.exchange import ExchangeView
 from fmtlbench.maths import (
@@ -42,7 +41,9 @@ from fmtlbench.maths import (
     squared_distances,
 )
 
-State = dict[str, torch.Tensor]
+torch = lazy.module("torch")
+
+State = dict[str, "torch.Tensor"]
 
 
 class FedAMPParams(Params):
