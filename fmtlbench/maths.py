@@ -233,7 +233,9 @@ def mix(
             if values is None:
                 values = torch.empty(m, ref.numel(), dtype=rows.dtype)
                 w = weights.to(rows.dtype)
-            values[:, start:stop] = w @ rows
+            # a column block of ``values`` is a valid BLAS matrix (leading dimension numel):
+            # the product lands in place, with no temporary to copy
+            torch.mm(w, rows, out=values[:, start:stop])
         if values is None:
             values = torch.empty(m, 0)
         for i in range(m):
