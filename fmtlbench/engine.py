@@ -253,7 +253,8 @@ class Engine:
                 if key in done:
                     shared += 1
                 else:
-                    model = model or fed.load(k)
+                    if model is None:  # loaded only when something is left to evaluate
+                        model = fed.load(k)
                     done[key] = evaluate(model, loader, client.specs)
                 per_client[kind].append(copy.deepcopy(done[key]))
         summary = {
