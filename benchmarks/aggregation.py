@@ -16,12 +16,14 @@ disturbs them little; the ratio to the floor is the number to read.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
 import torch
 
 from fmtlbench.components import ClientInfo, Update
+from fmtlbench.maths import BLOCK
 from fmtlbench.model import build_model
 from fmtlbench.registry import load_registry
 
@@ -63,21 +65,40 @@ def cpu_seconds(fn) -> float:
 
 
 def floor_seconds(states: list[dict[str, torch.Tensor]], keys: list[str]) -> float:
-    """One K x K Gram matmul plus one weighted sum over the flattened exchanged entries."""
+    """One K x K Gram matrix plus one weighted sum over the flattened exchanged entries, the
+    faster of two ways: one BLAS call each over the whole K x D matrix, or one pass over
+    cache-sized column blocks doing both. (The single K x K x D matmul alone is a poor BLAS
+    case for small K: here it took longer at K = 8 than at K = 16, which made a floor measured
+    that way alone implausibly flat in K.)"""
     flat = torch.stack([torch.cat([s[n].reshape(-1) for n in keys]) for s in states])
     weights = torch.full((1, len(states)), 1.0 / len(states))
 
-    def work() -> None:
+    def whole() -> None:
         gram = (flat @ flat.T).to(torch.float64)
         (weights @ flat).reshape(-1)
         del gram
 
-    return min(cpu_seconds(work) for _ in range(2))
+    def blocked() -> None:
+        gram = torch.zeros(len(states), len(states), dtype=torch.float64)
+        total = torch.empty(flat.shape[1])
+        for start in range(0, flat.shape[1], BLOCK):
+            rows = flat[:, start : start + BLOCK]
+            gram += (rows @ rows.T).to(torch.float64)
+            torch.mm(weights, rows, out=total[start : start + BLOCK].view(1, -1))
+
+    return min(cpu_seconds(work) for work in (whole, blocked, whole, blocked))
 
 
-def algorithm_seconds(cls, states, groups, repeats: int) -> float:
+#: Extra rows: an algorithm with non-default parameters. With the default sigma, FedAMP's
+#: attention between these states (squared distances ~7.5e3) is exactly the identity, so each
+#: client keeps its own model and no cloud model is mixed; sigma = 1e4 makes every weight
+#: non-zero, which is FedAMP's full cost.
+VARIANTS = {"fedamp sigma=1e4": ("fedamp", {"sigma": 1e4})}
+
+
+def algorithm_seconds(cls, states, groups, repeats: int, params: dict | None = None) -> float:
     infos = [ClientInfo(k, "nyudv2", ("t",), 100 + k) for k in range(len(states))]
-    algorithm = cls(cls.Params())
+    algorithm = cls(cls.Params(**(params or {})))
     algorithm.setup(infos, states, [groups] * len(states))
     updates = [Update(k, 100 + k, dict(s)) for k, s in enumerate(states)]
     times = []
@@ -101,22 +122,29 @@ def main() -> None:
     floats = [n for n, v in base.items() if v.dtype.is_floating_point]
     values = sum(base[n].numel() for n in floats)
     ks = [int(k) for k in args.ks.split(",")]
-    table: dict[str, dict[int, float]] = {n: {} for n in ["floor", *names]}
+    variants = {label: v for label, v in VARIANTS.items() if v[0] in names}
+    table: dict[str, dict[int, float]] = {n: {} for n in ["floor", *names, *variants]}
     for k in ks:
         states = client_states(base, k)
         table["floor"][k] = floor_seconds(states, floats)
-        for name in names:
-            cls = registry.get("algorithm", name)
-            table[name][k] = algorithm_seconds(cls, states, groups, args.repeats)
+        runs = [(name, name, None) for name in names]
+        runs += [(label, algo, params) for label, (algo, params) in variants.items()]
+        for name, algo, params in runs:
+            cls = registry.get("algorithm", algo)
+            table[name][k] = algorithm_seconds(cls, states, groups, args.repeats, params)
             print(f"K={k} {name}: {table[name][k]:.3f} s "
                   f"({table[name][k] / table['floor'][k]:.2f} x floor)", flush=True)  # fmt: skip
         del states
+    load = os.getloadavg()
     lines = [
         f"# Aggregation CPU time per round vs K (MD ResNet-18, NYUD-v2 all tasks, "
         f"{values / 1e6:.1f} M floating-point values per client, {args.threads} thread(s))",
         "",
         "Seconds of CPU time for one `aggregate` call (x = ratio to the floor of the same K: one "
-        "K x K Gram matmul + one weighted sum over the pre-flattened K x D float32 matrix). "
+        "K x K Gram matrix + one weighted sum over the pre-flattened K x D float32 matrix, the "
+        "faster of whole-matrix BLAS calls and one pass over cache-sized blocks). Load average "
+        f"at the end {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f} on {os.cpu_count()} cores; "
+        f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}. "
         "Written by `python benchmarks/aggregation.py`.",
         "",
         "| algorithm | " + " | ".join(f"K={k}" for k in ks) + " |",

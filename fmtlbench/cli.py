@@ -165,14 +165,14 @@ def run(config_file, resume, dry_run, **options) -> None:
     if dry_run:
         click.echo(yaml.safe_dump(config.dump(), sort_keys=False))
         return
+    from fmtlbench.choices import resolve_components
     from fmtlbench.display import RichReporter, results_table
-    from fmtlbench.federation import resolve_components
     from fmtlbench.registry import load_registry
-    from fmtlbench.runner import execute
 
     saved = None  # the checkpoint, read once: for the banner here and the run in execute
     if not resume:
-        resolve_components(config, load_registry())  # name and parameter errors come first
+        # name and parameter errors come first, before torch is imported (seconds)
+        resolve_components(config, load_registry())
     else:  # the banner shows what runs: the checkpoint's settings, not the flags'
         from fmtlbench import checkpoint
         from fmtlbench.resume import resumed_config
@@ -182,6 +182,8 @@ def run(config_file, resume, dry_run, **options) -> None:
     from fmtlbench import preflight
 
     preflight.check(config, load_registry())  # before the banner: a refusal is one line
+    from fmtlbench.runner import execute
+
     reporter = RichReporter()
     reporter.banner(config)
     with reporter:

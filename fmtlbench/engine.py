@@ -3,6 +3,7 @@ checkpointing. Algorithms own the maths; the engine owns everything else."""
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from fmtlbench.components import Phase, Update
 from fmtlbench.config import RunConfig
 from fmtlbench.delta import delta_percent
 from fmtlbench.errors import ConfigError
-from fmtlbench.evaluation import evaluate, summarise
+from fmtlbench.evaluation import TaskMetrics, evaluate, state_digest, summarise
 from fmtlbench.exchange import ExchangeView
 from fmtlbench.federation import Federation, State, derive_seed, snapshot, to_device
 from fmtlbench.schedule import round_lr
@@ -81,6 +82,12 @@ class Evaluation:
     per_client: dict[str, list[dict[str, dict[str, float]]]]
     summary: dict[str, Summary]
     delta: dict[str, float] = field(default_factory=dict)
+    #: Evaluations run, and evaluations saved because a client's (model, set, tasks) had been
+    #: evaluated already (see ``Engine.evaluate``).
+    evaluated: int = 0
+    shared: int = 0
+    #: Seconds spent computing state digests (to show that keying costs little).
+    digest_seconds: float = 0.0
 
 
 class Engine:
@@ -229,20 +236,45 @@ class Engine:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, r: int) -> Evaluation:
-        """G-FL (official test split) and P-FL (local test set) metrics of every client."""
+        """G-FL (official test split) and P-FL (local test set) metrics of every client.
+
+        Each (model, evaluation set, tasks) is evaluated once: clients whose states have the
+        same content digest (``fmtlbench.evaluation.state_digest``) and ask for the same tasks
+        on the same loader share one evaluation. Under FedAvg every client holds the global
+        model, so G-FL costs one pass over the official test split instead of K. Every client
+        still gets its own row (a copy of the shared metrics); ``shared`` counts the
+        evaluations saved this way."""
         fed = self.fed
         per_client: dict[str, list] = {"G": [], "P": []}
+        done: dict[tuple, TaskMetrics] = {}
+        shared, digest_seconds, memo = 0, 0.0, {}
         for k, client in enumerate(fed.clients):
-            model = fed.load(k)
-            per_client["G"].append(
-                evaluate(model, fed.global_tests[client.dataset.name], client.specs)
-            )
-            per_client["P"].append(evaluate(model, client.test, client.specs))
+            t0 = time.perf_counter()
+            digest = state_digest(fed.states[k], memo)
+            digest_seconds += time.perf_counter() - t0
+            model = None
+            splits = (("G", fed.global_tests[client.dataset.name]), ("P", client.test))
+            for kind, loader in splits:
+                key = (client.structure, digest, id(loader), tuple(client.specs))
+                if key in done:
+                    shared += 1
+                else:
+                    if model is None:  # loaded only when something is left to evaluate
+                        model = fed.load(k)
+                    done[key] = evaluate(model, loader, client.specs)
+                per_client[kind].append(copy.deepcopy(done[key]))
         summary = {
             kind: summarise([(c.dataset.name, m) for c, m in zip(fed.clients, rows, strict=True)])
             for kind, rows in per_client.items()
         }
-        result = Evaluation(r, per_client, summary)
+        result = Evaluation(
+            r,
+            per_client,
+            summary,
+            evaluated=len(done),
+            shared=shared,
+            digest_seconds=digest_seconds,
+        )
         if self.reference:
             for kind in ("G", "P"):
                 result.delta[kind] = self.delta(kind, summary[kind])
@@ -278,4 +310,7 @@ class Engine:
                         out[f"client{k}/{kind}/{task}/{metric}"] = value
         for kind, value in ev.delta.items():
             out[f"delta/{kind}"] = value
+        out["eval/evaluated"] = float(ev.evaluated)
+        out["eval/shared"] = float(ev.shared)
+        out["eval/digest_seconds"] = ev.digest_seconds
         return out

@@ -14,10 +14,12 @@ two clients' entries are combined only when their exchange names are equal:
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from fmtlbench.errors import IncompatibleError, RegistryError
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from torch import nn
 
 PRIVATE_IN_SD = frozenset({"task"})
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from fmtlbench.choices import resolve_components
 from fmtlbench.components import Algorithm, ClientInfo, Dataset, Executor
 from fmtlbench.config import RunConfig, TrainingConfig
 from fmtlbench.data import component_params, open_dataset
@@ -22,7 +23,7 @@ from fmtlbench.model import MultiTaskModel, build_model
 from fmtlbench.partition import Manifest, materialise
 from fmtlbench.registry import Registry
 from fmtlbench.sample import SampleSet
-from fmtlbench.scenario import ScenarioSpec, resolve_scenario
+from fmtlbench.scenario import ScenarioSpec
 from fmtlbench.tasks import TaskSpec
 
 State = dict[str, torch.Tensor]
@@ -160,27 +161,6 @@ def _loader(
         drop_last=train and len(ids) % size == 1 and len(ids) > 1,
         generator=torch.Generator() if train else None,
     )
-
-
-#: RunConfig field -> component kind it names.
-CHOICES = {
-    "algorithm": "algorithm",
-    "arch": "decoder",
-    "backbone": "backbone",
-    "executor": "executor",
-}
-
-
-def resolve_components(config: RunConfig, registry: Registry) -> dict[str, Any]:
-    """Instantiate the components ``config`` names, validating their parameters, and resolve
-    the scenario: every naming or parameter error surfaces here, before any work starts."""
-    chosen: dict[str, Any] = {}
-    for field_name, kind in CHOICES.items():
-        choice = getattr(config, field_name)
-        cls = registry.get(kind, choice.name)
-        chosen[field_name] = cls(component_params(cls, choice.params, f"{field_name}.params"))
-    chosen["scenario"] = resolve_scenario(config.scenario, registry, config.clients)
-    return chosen
 
 
 def build_federation(config: RunConfig, registry: Registry) -> Federation:

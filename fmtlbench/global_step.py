@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
-
+from fmtlbench import lazy
 from fmtlbench.components import Algorithm, ClientInfo, Update
 from fmtlbench.maths import combine, gram_of, weighted_mean
 
-State = dict[str, torch.Tensor]
+torch = lazy.module("torch")
+
+State = dict[str, "torch.Tensor"]
 
 
 class GlobalStepAlgorithm(Algorithm):

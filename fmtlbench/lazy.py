@@ -8,6 +8,11 @@ library for its maths writes ``torch = lazy.module("torch")`` at module level an
 access, i.e. when a run actually computes something. ``from torch import nn`` at module level
 would import torch at once, so class definitions that subclass ``torch.nn.Module`` belong in
 a module that is itself imported only when a model is built.
+
+Defer torch itself, not the packages built on it (timm, torchvision): a deferred module sits in
+``sys.modules``, and torch's own import walks ``sys.modules`` (``inspect.getmodule``), which
+would start a deferred timm while torch is half initialised and leave it broken. Import those
+inside the functions that need them.
 """
 
 from __future__ import annotations

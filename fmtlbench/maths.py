@@ -6,11 +6,15 @@ inputs, so algorithms can be tested on small hand-made tensors.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
-import torch
+from fmtlbench import lazy
 
-State = Mapping[str, torch.Tensor]
+torch = lazy.module("torch")
+
+State = Mapping[str, "torch.Tensor"]
 
 
 def weighted_mean(states: Sequence[State], weights: Sequence[float]) -> dict[str, torch.Tensor]:
@@ -229,7 +233,9 @@ def mix(
             if values is None:
                 values = torch.empty(m, ref.numel(), dtype=rows.dtype)
                 w = weights.to(rows.dtype)
-            values[:, start:stop] = w @ rows
+            # a column block of ``values`` is a valid BLAS matrix (leading dimension numel):
+            # the product lands in place, with no temporary to copy
+            torch.mm(w, rows, out=values[:, start:stop])
         if values is None:
             values = torch.empty(m, 0)
         for i in range(m):
@@ -333,7 +339,43 @@ def cagrad_coefficients(
     return (p + extra) / (1 + c**2)
 
 
+@functools.cache
+def _squared_distance_function() -> type:
+    """The autograd function behind ``squared_distance``, defined on first use because it
+    subclasses ``torch.autograd.Function`` and this module must import without torch."""
+
+    class _SquaredDistance(torch.autograd.Function):
+        """``sum_n ||live_n - anchor_n||^2`` and its gradient ``2 (live_n - anchor_n)`` as a few
+        ``torch._foreach`` kernels over all entries, instead of a Python loop of small autograd
+        ops per entry per step (hundreds of entries for a ResNet-18 model). The differences
+        computed in the forward pass are kept for the backward, as the per-entry graph kept
+        them."""
+
+        @staticmethod
+        def forward(
+            ctx: Any, anchors: tuple[torch.Tensor, ...], *live: torch.Tensor
+        ) -> torch.Tensor:
+            diffs = torch._foreach_sub(list(live), list(anchors))
+            ctx.diffs = diffs
+            return torch.stack(torch._foreach_norm(diffs)).square().sum()
+
+        @staticmethod
+        def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+            wanted = ctx.needs_input_grad[1:]
+            diffs = [d for d, w in zip(ctx.diffs, wanted, strict=True) if w]
+            grads = iter(torch._foreach_mul(diffs, 2 * grad) if diffs else [])
+            ctx.diffs = None
+            return (None, *(next(grads) if w else None for w in wanted))
+
+    return _SquaredDistance
+
+
 def squared_distance(live: State, anchors: State) -> torch.Tensor:
     """``sum_n ||live[n] - anchors[n]||^2`` over the names of ``anchors``, differentiable in
-    ``live`` (the proximal and attention terms of FedProx and FedAMP)."""
-    return sum(((live[n] - anchor) ** 2).sum() for n, anchor in anchors.items())
+    ``live`` (the proximal and attention terms of FedProx and FedAMP), computed by one fused
+    operation over all entries (see ``_squared_distance_function``)."""
+    names = list(anchors)
+    if not names:
+        return torch.zeros(())
+    targets = tuple(anchors[n].detach() for n in names)
+    return _squared_distance_function().apply(targets, *(live[n] for n in names))

@@ -56,7 +56,7 @@ class Checked:
 def check(config: RunConfig, registry) -> Checked:
     """Every pre-flight check for one run (see the module docstring); raises ``ConfigError``."""
     from fmtlbench.config_keys import check_dataset_keys
-    from fmtlbench.federation import resolve_components
+    from fmtlbench.choices import resolve_components
 
     check_dataset_keys(config, registry)
     chosen = resolve_components(config, registry)
@@ -75,7 +75,7 @@ def check(config: RunConfig, registry) -> Checked:
 def check_all(configs: Iterable[RunConfig], registry) -> None:
     """``check`` for the cells of a sweep, each distinct folder, store and reference once."""
     from fmtlbench.config_keys import check_dataset_keys
-    from fmtlbench.federation import resolve_components
+    from fmtlbench.choices import resolve_components
 
     configs = list(configs)
     done: set[Any] = set()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import functools
 import traceback
+import types
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -135,6 +136,23 @@ def _plugin_info(ep: EntryPoint) -> PluginInfo:
     )
 
 
+def _hooks_of(module: types.ModuleType) -> types.SimpleNamespace:
+    """The module's hook implementations alone, which is what pluggy is given to register.
+
+    pluggy inspects every attribute of what it registers, and asking a lazily imported package
+    (``fmtlbench.lazy``) even for its class imports it: registering the module itself would
+    import torch for ``fmtlbench list``. ``vars`` and ``type`` read no attribute of the values.
+    """
+    marker = f"{GROUP}_impl"
+    return types.SimpleNamespace(
+        **{
+            name: value
+            for name, value in vars(module).items()
+            if type(value) is types.FunctionType and hasattr(value, marker)
+        }
+    )
+
+
 def build_registry(eps: list[EntryPoint] | None = None) -> Registry:
     """Load every entry point of the group and collect what their hooks return."""
     registry = Registry()
@@ -146,7 +164,7 @@ def build_registry(eps: list[EntryPoint] | None = None) -> Registry:
         registry.plugins.append(info)
         try:
             module = ep.load()
-            manager.register(module, name=info.label)
+            manager.register(_hooks_of(module), name=info.label)
         except Exception as exc:  # a broken plugin is reported, never fatal for the others
             last = traceback.format_exception_only(type(exc), exc)[-1].strip()
             info.error = last

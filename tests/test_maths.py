@@ -102,3 +102,40 @@ def test_gram_of_centred_on_weighted_mean_by_hand() -> None:
     assert torch.allclose(got, expected)
     with pytest.raises(ValueError):
         maths.gram_of(states, ["w"], centre=states[0], mean_weights=[0.5, 0.5])
+
+
+def test_proximal_term_is_one_fused_op_with_the_plain_formulas_value_and_gradient():
+    gen = torch.Generator().manual_seed(3)
+    shapes = [(64, 3, 7, 7), (64,), (1,), (512, 256), (3, 3)]
+    live = {
+        f"p{i}": torch.nn.Parameter(torch.randn(s, generator=gen)) for i, s in enumerate(shapes)
+    }
+    live["p1"].requires_grad_(False)  # a frozen entry (e.g. FedRep's head phase) gets no grad
+    anchors = {n: p.detach() + 0.1 * torch.randn(p.shape, generator=gen) for n, p in live.items()}
+    mu = 0.37
+    loss = 0.5 * mu * maths.squared_distance(live, anchors)
+    # one autograd node for all entries, not a chain of small ops per entry
+    node = loss.grad_fn.next_functions[0][0]
+    assert type(node).__name__ == "_SquaredDistanceBackward"
+    assert len(node.next_functions) == len(live)
+    loss.backward()
+    # reference: the plain formula, in float64, entry by entry
+    expected = (
+        0.5
+        * mu
+        * sum(
+            float(((p.detach().double() - anchors[n].double()) ** 2).sum()) for n, p in live.items()
+        )
+    )
+    assert loss.dtype == torch.float32
+    assert float(loss.detach()) == pytest.approx(expected, rel=2e-6)
+    for n, p in live.items():
+        if not p.requires_grad:
+            assert p.grad is None
+            continue
+        reference = mu * (p.detach().double() - anchors[n].double())
+        assert torch.allclose(p.grad.double(), reference, rtol=1e-6, atol=1e-7), n
+    # only the names of the anchors count; no anchors, no term
+    part = maths.squared_distance(live, {"p2": anchors["p2"]}).detach()
+    assert float(part) == pytest.approx(float(((live["p2"].detach() - anchors["p2"]) ** 2).sum()))
+    assert float(maths.squared_distance(live, {})) == 0.0

@@ -80,7 +80,7 @@ def fixed_overrides(spec: SweepSpec, extra: list[dict[str, Any]]) -> list[dict[s
 
 def build_cells(spec: SweepSpec, registry, extra: list[dict[str, Any]] | None = None) -> list[Cell]:
     """Configs of every cell, each validated with its components; errors name the cell."""
-    from fmtlbench.federation import resolve_components
+    from fmtlbench.choices import resolve_components
 
     base = fixed_overrides(spec, extra or [])
     cells = []

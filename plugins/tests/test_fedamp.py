@@ -111,3 +111,21 @@ def test_no_row_past_one_is_clipped():
         "clipped_rows": 0.0,
         "min_self_weight": pytest.approx(1 - x01 - x02, abs=1e-6),  # row 0 attends most
     }
+
+
+def test_a_client_attending_to_no_one_gets_its_own_tensors_and_the_others_are_mixed():
+    # clients 0 and 1 are close (attention exp(-1) each way), client 2 is 40 away: exp(-1600)
+    # is exactly 0 in float64, so row 2 of xi is the identity's
+    states = [
+        {"encoder.w": torch.tensor([0.0, 0.0])},
+        {"encoder.w": torch.tensor([1.0, 0.0])},
+        {"encoder.w": torch.tensor([0.0, 40.0])},
+    ]
+    fedamp = make(FedAMP, states, alpha=0.5, sigma=1.0)
+    payloads = fedamp.aggregate(1, updates(states))
+    x = 0.5 * math.exp(-1.0)
+    assert fedamp.xi[2].tolist() == [0.0, 0.0, 1.0]
+    assert payloads[2]["encoder.w"] is states[2]["encoder.w"]  # its own tensor, not a copy
+    # (distances come from a float32 Gram with entries ~1e3: a few digits are lost)
+    assert torch.allclose(payloads[0]["encoder.w"], torch.tensor([x, 0.0]), atol=1e-4)
+    assert torch.allclose(payloads[1]["encoder.w"], torch.tensor([1 - x, 0.0]), atol=1e-4)

@@ -15,12 +15,8 @@ import torch
 import torch.nn.functional as F
 from fmtlbench_builtins.backbones.timm_backbone import ResNet18, SwinT
 from fmtlbench_builtins.decoders.md import MultiDecoder
-from fmtlbench_builtins.decoders.tc import (
-    ModulatedConv,
-    TaskConditioned,
-    register_decoders,
-    task_code,
-)
+from fmtlbench_builtins.decoders.tc import TaskConditioned, register_decoders
+from fmtlbench_builtins.decoders.tc_layers import ModulatedConv, task_code
 
 from fmtlbench.components import Phase
 from fmtlbench.losses import task_loss

@@ -16,13 +16,14 @@ The global model, the updates and the payloads are handled by
 
 from __future__ import annotations
 
-import torch
 from pydantic import Field
 
-from fmtlbench import hookimpl
+from fmtlbench import hookimpl, lazy
 from fmtlbench.components import Algorithm, AlgorithmParams
 from fmtlbench.global_step import GlobalStepAlgorithm
 from fmtlbench.maths import cagrad_coefficients
+
+torch = lazy.module("torch")
 
 
 class CAGradParams(AlgorithmParams):

@@ -29,10 +29,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-import torch
 from pydantic import Field
 
-from fmtlbench import hookimpl
+from fmtlbench import hookimpl, lazy
 from fmtlbench.components import Algorithm, ClientInfo, Params, Update
 from fmtlbench.exchange import ExchangeView
 from fmtlbench.maths import (
@@ -42,7 +41,9 @@ from fmtlbench.maths import (
     squared_distances,
 )
 
-State = dict[str, torch.Tensor]
+torch = lazy.module("torch")
+
+State = dict[str, "torch.Tensor"]
 
 
 class FedAMPParams(Params):
@@ -151,10 +152,18 @@ class FedAMP(Algorithm):
                 block / totals.clamp_min(1e-300),
                 torch.eye(len(holders), dtype=block.dtype),
             )
-            for pos, cloud in zip(
-                holders, mix([states[j] for j in holders], block, names), strict=True
-            ):
-                out[pos].update(cloud)
+            # a row that is exactly the identity's gives u_i = w_i (the usual case once models
+            # are several sigma apart): the client's own tensors are that result, bit for bit,
+            # so only the other rows are mixed
+            own = (block == torch.eye(len(holders), dtype=block.dtype)).all(dim=1).tolist()
+            for pos, keep in zip(holders, own, strict=True):
+                if keep:
+                    out[pos].update({n: states[pos][n] for n in names})
+            rows = [i for i, keep in enumerate(own) if not keep]
+            if rows:
+                mixed = mix([states[j] for j in holders], block[rows], names)
+                for i, cloud in zip(rows, mixed, strict=True):
+                    out[holders[i]].update(cloud)
         return out
 
     def state_dict(self) -> dict[str, Any]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-
-from fmtlbench import hookimpl
+from fmtlbench import hookimpl, lazy
 from fmtlbench.components import Algorithm, Update
 from fmtlbench.maths import weighted_mean
+
+torch = lazy.module("torch")
 
 
 class FedAvg(Algorithm):

@@ -24,10 +24,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-import torch
 from pydantic import Field
 
-from fmtlbench import hookimpl
+from fmtlbench import hookimpl, lazy
 from fmtlbench.components import (
     PARAMETER_GROUPS,
     SHARED_GROUPS,
@@ -40,7 +39,9 @@ from fmtlbench.errors import IncompatibleError
 from fmtlbench.exchange import ExchangeView
 from fmtlbench.maths import common_keys, gram_of
 
-State = dict[str, torch.Tensor]
+torch = lazy.module("torch")
+
+State = dict[str, "torch.Tensor"]
 
 
 class FedMTLParams(Params):

@@ -14,15 +14,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 from pydantic import Field
 
-from fmtlbench import hookimpl
+from fmtlbench import hookimpl, lazy
 from fmtlbench.components import Algorithm, AlgorithmParams, ClientInfo, Update
 from fmtlbench.exchange import ExchangeView
 from fmtlbench.maths import squared_distance, weighted_mean
 
-State = dict[str, torch.Tensor]
+torch = lazy.module("torch")
+
+State = dict[str, "torch.Tensor"]
 
 
 class FedProxParams(AlgorithmParams):

@@ -26,12 +26,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
-import torch
 from pydantic import Field
 
-from fmtlbench import hookimpl
+from fmtlbench import hookimpl, lazy
 from fmtlbench.components import GROUPS, SHARED_GROUPS, Algorithm, AlgorithmParams, Phase, Update
 from fmtlbench.maths import weighted_mean
+
+torch = lazy.module("torch")
 
 #: The body (shared representation) for each ``share`` choice; the rest is the head.
 BODIES: dict[str, frozenset[str]] = {

@@ -14,14 +14,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-import torch
 from pydantic import Field
 
-from fmtlbench import hookimpl
+from fmtlbench import hookimpl, lazy
 from fmtlbench.components import Algorithm, AlgorithmParams, ClientInfo, Update
 from fmtlbench.maths import cosine_distances, gram_of, weighted_mean
 
-State = dict[str, torch.Tensor]
+torch = lazy.module("torch")
+
+State = dict[str, "torch.Tensor"]
 
 
 class MaTFLParams(AlgorithmParams):

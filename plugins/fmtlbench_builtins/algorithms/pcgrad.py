@@ -20,13 +20,14 @@ from __future__ import annotations
 import random
 from typing import Literal
 
-import torch
 from pydantic import Field
 
-from fmtlbench import hookimpl
+from fmtlbench import hookimpl, lazy
 from fmtlbench.components import Algorithm, AlgorithmParams
 from fmtlbench.global_step import GlobalStepAlgorithm
 from fmtlbench.maths import project_conflicts
+
+torch = lazy.module("torch")
 
 
 class PCGradParams(AlgorithmParams):

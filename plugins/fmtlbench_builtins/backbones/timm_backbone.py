@@ -14,12 +14,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import timm
-import torch.nn.functional as F
 from pydantic import Field
-from torch import Tensor, nn
 
 from fmtlbench import hookimpl
 from fmtlbench.components import Backbone, Params
@@ -27,6 +24,11 @@ from fmtlbench.download import sha256_of
 from fmtlbench.errors import ConfigError
 
 from .weights import offline_hub, read_state_dict
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from torch import Tensor, nn
+
+    from .pyramid import FeaturePyramid
 
 #: How many offending keys an error message lists before summarising the rest.
 SHOWN_KEYS = 5
@@ -44,42 +46,6 @@ class TimmParams(Params):
         "from the local Hugging Face cache, offline) or the path of a .pth/.pt/.safetensors "
         "state dict of the timm model",
     )
-
-
-class FeaturePyramid(nn.Module):
-    """A timm feature extractor with the attributes decoders and run logs rely on.
-
-    ``channels`` and ``reductions`` (finest first) tell the decoder what it receives;
-    ``weights_sha256`` is the SHA-256 of the weight file the encoder started from (``None`` for
-    random initialisation) so a run can log it; ``decoder_hints`` carries the study's decoder
-    shape for this backbone (see ``fmtlbench.model.build_model``). Transformers' stages give
-    N x H x W x C maps (``channels_last``), returned as NCHW; their patch embedding takes only
-    sizes divisible by ``patch``, so images are padded at the bottom and right with zeros (the
-    mean colour after ImageNet normalisation) and the model resizes predictions back.
-    """
-
-    def __init__(
-        self,
-        body: nn.Module,
-        weights_sha256: str | None,
-        decoder_hints: Mapping[str, Any] | None = None,
-        channels_last: bool = False,
-        patch: int = 1,
-    ) -> None:
-        super().__init__()
-        self.body = body
-        self.channels: list[int] = list(body.feature_info.channels())
-        self.reductions: list[int] = list(body.feature_info.reduction())
-        self.weights_sha256 = weights_sha256
-        self.decoder_hints: dict[str, Any] = dict(decoder_hints or {})
-        self.channels_last, self.patch = channels_last, patch
-
-    def forward(self, image: Tensor) -> list[Tensor]:
-        pad_h, pad_w = (-image.shape[-2]) % self.patch, (-image.shape[-1]) % self.patch
-        if pad_h or pad_w:
-            image = F.pad(image, (0, pad_w, 0, pad_h))
-        features = list(self.body(image))
-        return [f.permute(0, 3, 1, 2) for f in features] if self.channels_last else features
 
 
 class TimmBackbone(Backbone):
@@ -102,6 +68,8 @@ class TimmBackbone(Backbone):
 
     def wrap(self, body: nn.Module, weights_sha256: str | None) -> FeaturePyramid:
         """The pyramid module around timm's extractor."""
+        from .pyramid import FeaturePyramid
+
         return FeaturePyramid(
             body, weights_sha256, self.decoder_hints, self.channels_last, self.patch
         )
@@ -125,6 +93,12 @@ class TimmBackbone(Backbone):
         return self.wrap(body, sha256_of(path))
 
     def _create(self, resolution: tuple[int, int], pretrained: bool) -> nn.Module:
+        # imported here, not at module level: listing and validating backbones must not pay
+        # for timm (and torchvision). Not through ``fmtlbench.lazy`` either: torch's own
+        # import walks ``sys.modules`` (``inspect.getmodule``) and would start a deferred timm
+        # while torch is half initialised.
+        import timm
+
         return timm.create_model(
             self.timm_name,
             features_only=True,
@@ -162,6 +136,7 @@ class TimmBackbone(Backbone):
 
     def _cached_hub_file(self) -> Path | None:
         """The file timm would load for the default pretrained tag, if it is in the cache."""
+        import timm
         from huggingface_hub import try_to_load_from_cache
 
         cfg = timm.models.get_pretrained_cfg(self.timm_name)

@@ -11,11 +11,15 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
-
+from fmtlbench import lazy
 from fmtlbench.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from torch import Tensor
+
+torch = lazy.module("torch")
 
 
 def read_state_dict(path: Path) -> dict[str, Tensor]:
@@ -41,7 +45,7 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
             f"({type(exc).__name__}: {str(exc)[:200]})"
         ) from exc
     if not isinstance(state, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
         raise ConfigError(
             f"backbone weights file {path} does not hold a state dict (a mapping of parameter "
