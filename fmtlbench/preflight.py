@@ -55,8 +55,8 @@ class Checked:
 
 def check(config: RunConfig, registry) -> Checked:
     """Every pre-flight check for one run (see the module docstring); raises ``ConfigError``."""
-    from fmtlbench.config_keys import check_dataset_keys
     from fmtlbench.choices import resolve_components
+    from fmtlbench.config_keys import check_dataset_keys
 
     check_dataset_keys(config, registry)
     chosen = resolve_components(config, registry)
@@ -74,8 +74,8 @@ def check(config: RunConfig, registry) -> Checked:
 
 def check_all(configs: Iterable[RunConfig], registry) -> None:
     """``check`` for the cells of a sweep, each distinct folder, store and reference once."""
-    from fmtlbench.config_keys import check_dataset_keys
     from fmtlbench.choices import resolve_components
+    from fmtlbench.config_keys import check_dataset_keys
 
     configs = list(configs)
     done: set[Any] = set()
