@@ -246,15 +246,20 @@ def test_reference_rule():
     pool_list = list(pool.values())
     run_tags = {"algorithm": "fedavg", "arch": "md", "backbone": "resnet18", "data": "synthetic"}
 
-    def chosen(seed: str, **tags: str) -> str | None:
-        found = reference.choose(record("x", seed, tags={**run_tags, **tags}), pool_list)
+    def chosen(seed: str, rule=reference.DEFAULT, **tags: str) -> str | None:
+        found = reference.choose(record("x", seed, tags={**run_tags, **tags}), pool_list, rule)
         return found.method if found else None
 
     assert chosen("0", scenario="niid2", clients="4") == "b"  # same seed, 4 clients
     assert chosen("0", scenario="iid1", clients="8") == "g"  # iid1 K=8 case study
     assert chosen("7", scenario="niid2", clients="4") == "a"  # no same seed: newest 4-client
-    assert chosen("0", scenario="iid1", backbone="swin-t") == "c"
-    assert chosen("0", scenario="iid1", backbone="convnext") is None
+    # the study's convention: every backbone is measured against Local-MD-ResNet-18
+    assert chosen("0", scenario="iid1", backbone="swin-t") == "b"
+    assert chosen("0", scenario="iid1", backbone="convnext") == "b"
+    swin = reference.ReferenceRule(backbone="swin-t")
+    assert chosen("0", swin, scenario="iid1", backbone="resnet18") == "c"
+    assert chosen("0", reference.ReferenceRule(backbone="convnext"), scenario="iid1") is None
+    assert chosen("0", scenario="niid2", data="real") == "d"
 
 
 # --------------------------------------------------------------------------- CSV and output

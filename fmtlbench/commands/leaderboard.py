@@ -55,7 +55,9 @@ def _sweep_tag(sweep: str | None) -> dict[str, str]:
 
 
 @click.command()
-@click.option("--scenario", help="Only runs of this scenario (tag scenario).")
+@click.option(
+    "--scenario", help="Only runs (or --from-csv rows) of this scenario (tag/column scenario)."
+)
 @click.option("--experiment", default="fmtlbench", show_default=True, help="MLflow experiment.")
 @click.option("--tracking-uri", help="MLflow tracking URI [env MLFLOW_TRACKING_URI].")
 @click.option(
@@ -64,15 +66,26 @@ def _sweep_tag(sweep: str | None) -> dict[str, str]:
 @click.option(
     "--reference",
     metavar="RUN_ID|METHOD",
-    help="Δ% reference: an MLflow run id (or a method name with --from-csv). Default: "
-    "Local + MD, same backbone, iid1, same data kind (same seed if available).",
+    help="Δ% reference: an MLflow run id (or a method name with --from-csv); it must have "
+    "FINISHED and evaluated the runs' tasks on the same data kind. Default: the study's rule, "
+    "Local + MD + ResNet-18 (whatever the run's backbone), same data kind, iid1 when it "
+    "evaluates every task of the run, else the same scenario (same seed if available).",
+)
+@click.option(
+    "--reference-rule",
+    "rule",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Change the default reference rule (repeat): algorithm, arch, backbone, "
+    "scenario=auto|same|iid1. E.g. --reference-rule backbone=swin-t.",
 )
 @click.option(
     "--from-csv",
     "csv",
     type=click.Path(path_type=Path),
     help="Re-analyse a CSV of metrics instead of MLflow runs (columns method, setting, "
-    "dataset, task, metric, value; optional client, seed, lower_is_better).",
+    "dataset, task, metric, value; optional client, seed, lower_is_better, and the tags "
+    "algorithm, share, arch, backbone, scenario, data, clients that the reference rule uses).",
 )
 @click.option("--out", type=click.Path(path_type=Path), help="Output folder [leaderboard/<title>].")
 @click.option(
@@ -94,6 +107,7 @@ def leaderboard(
     tracking_uri: str | None,
     tags: tuple[str, ...],
     reference: str | None,
+    rule: tuple[str, ...],
     csv: Path | None,
     out: Path | None,
     targets: str,
@@ -111,15 +125,19 @@ def leaderboard(
     from fmtlbench.errors import ConfigError
     from fmtlbench.leaderboard.board import Options
     from fmtlbench.leaderboard.pipeline import Request, run
+    from fmtlbench.leaderboard.reference import ReferenceRule
 
     if not 0 < alpha < 1:
         raise ConfigError(f"--alpha {alpha}: must be between 0 and 1")
+    if rule and reference:
+        raise ConfigError("--reference-rule and --reference exclude each other; give one")
     request = Request(
         scenario=scenario,
         experiment=experiment,
         tracking_uri=tracking_uri,
         tags=_pairs(tags, "--tag") | _sweep_tag(sweep),
         reference=reference,
+        rule=ReferenceRule.parse(_pairs(rule, "--reference-rule")),
         csv=csv,
         out=out,
         options=Options(_numbers(targets, "--targets"), _weights(task_weights), alpha),

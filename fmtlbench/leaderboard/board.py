@@ -19,6 +19,8 @@ from fmtlbench.leaderboard.targets import Hit, time_to_target
 
 #: Tags that must agree across the runs of one leaderboard, and the filter that fixes each.
 SINGLE_VALUED = {"scenario": "--scenario", "data": "--tag data=...", "clients": "--tag clients=..."}
+#: Tags shown with each reference run used.
+REFERENCE_TAGS = ("algorithm", "arch", "backbone", "scenario", "data", "clients", "seed")
 
 
 @dataclass
@@ -63,6 +65,21 @@ class Board:
     results: list[RunResult]
     stats: dict[str, SettingStats]
     notes: list[str]
+
+    @property
+    def references(self) -> list[str]:
+        """Each reference run used, once, with the tags that say what it is, so the reader
+        can see which Local-MD run the Δ% of every row was measured against."""
+        out: dict[str, str] = {}
+        for r in self.results:
+            ref = r.reference
+            if ref is None or ref.source in out:
+                continue
+            tags = ", ".join(
+                f"{t}={ref.tags[t]}" for t in REFERENCE_TAGS if ref.tags.get(t) is not None
+            )
+            out[ref.source] = f"{ref.source} ({ref.method}{'; ' + tags if tags else ''})"
+        return list(out.values())
 
     @property
     def methods(self) -> list[str]:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from fmtlbench.errors import ConfigError, FmtlbenchError
 from fmtlbench.leaderboard.records import PARAM_PREFIX, MetricKey, Record, method_labels
+from fmtlbench.leaderboard.reference import check_reference
 from fmtlbench.leaderboard.targets import COSTS
 from fmtlbench.tasks import PRIMARY_METRIC
 
@@ -159,20 +160,23 @@ def collect(client, exp_id: str, filters: Mapping[str, str]) -> list[Record]:
     return [to_record(client, run, label) for run, label in zip(runs, labels, strict=True)]
 
 
-def reference_candidates(client, exp_id: str) -> list[Record]:
-    """Finished Local + MD runs on iid1 in the experiment (the default reference pool)."""
-    runs = search(client, exp_id, {"algorithm": "local", "arch": "md", "scenario": "iid1"})
+def reference_candidates(client, exp_id: str, tags: Mapping[str, str]) -> list[Record]:
+    """Finished runs of the experiment carrying ``tags`` (the reference rule's algorithm and
+    architecture), of any scenario: the rule picks iid1 or the run's own scenario."""
+    runs = search(client, exp_id, tags)
     return [to_record(client, run, "reference", history=False) for run in runs]
 
 
 def run_record(client, run_id: str) -> Record:
-    """The run ``run_id`` as a reference record; a clear error when it does not exist."""
+    """The run ``run_id`` as a reference record; a clear error when it does not exist or has
+    not FINISHED (``reference.check_reference``)."""
     try:
         run = client.get_run(run_id)
     except Exception:
         raise ConfigError(
             f"--reference {run_id}: no such MLflow run in this tracking store"
         ) from None
+    check_reference(run)
     record = to_record(client, run, run.data.tags.get("algorithm", "reference"), history=False)
     if not record.final:
         raise ConfigError(f"--reference {run_id}: the run has no evaluated task metrics")

@@ -18,6 +18,8 @@ from fmtlbench.leaderboard import board as boards
 from fmtlbench.leaderboard import cells, collect, reference, report
 from fmtlbench.leaderboard.published import read_csv
 from fmtlbench.leaderboard.records import Record
+from fmtlbench.leaderboard.reference import DEFAULT as DEFAULT_RULE
+from fmtlbench.leaderboard.reference import ReferenceRule
 
 
 @dataclass
@@ -33,6 +35,7 @@ class Request:
     out: Path | None = None
     options: boards.Options = field(default_factory=boards.Options)
     log: bool = True
+    rule: ReferenceRule = DEFAULT_RULE
 
     @property
     def uri(self) -> str:
@@ -69,24 +72,40 @@ def _from_mlflow(request: Request, client) -> tuple[list[Record], Callable, str,
         )
     if request.reference:
         fixed = collect.run_record(client, request.reference)
+        reference.check_comparable(fixed, records)
         return records, lambda r: fixed, f"run {request.reference} (given)", exp_id
-    candidates = collect.reference_candidates(client, exp_id)
-    return records, lambda r: reference.choose(r, candidates), reference.RULE, exp_id
+    rule = request.rule
+    candidates = collect.reference_candidates(
+        client, exp_id, {"algorithm": rule.algorithm, "arch": rule.arch}
+    )
+    return records, lambda r: reference.choose(r, candidates, rule), rule.describe(), exp_id
 
 
 def _from_csv(request: Request) -> tuple[list[Record], Callable, str]:
-    records = read_csv(request.csv)
+    """The records of the CSV (of ``--scenario`` only, when given) and their reference; every
+    row of the file stays a reference candidate, so a niid4 table finds iid1's Local-MD."""
+    candidates = read_csv(request.csv)
+    records = candidates
+    if request.scenario:
+        records = [r for r in candidates if r.tags.get("scenario") == request.scenario]
+        if not records:
+            found = sorted({r.tags["scenario"] for r in candidates if "scenario" in r.tags})
+            raise ConfigError(
+                f"--scenario {request.scenario}: no rows of {request.csv} have it "
+                f"(scenario column: {', '.join(found) or 'absent'})"
+            )
     if request.reference:
         name = request.reference
-        if not any(r.method.lower() == name.lower() for r in records):
-            methods = ", ".join(sorted({r.method for r in records}))
+        if not any(r.method.lower() == name.lower() for r in candidates):
+            methods = ", ".join(sorted({r.method for r in candidates}))
             raise ConfigError(f"--reference {name}: no such method in {request.csv} ({methods})")
         rule = f"method {name} (given)"
-    elif any("algorithm" in r.tags for r in records):
-        return records, lambda r: reference.choose(r, records), reference.RULE
+    elif any("algorithm" in r.tags for r in candidates):
+        chosen = request.rule
+        return records, lambda r: reference.choose(r, candidates, chosen), chosen.describe()
     else:
         name, rule = "local", "the method named 'local' (same seed if available)"
-    return records, lambda r: reference.choose_by_method(r, records, name), rule
+    return records, lambda r: reference.choose_by_method(r, candidates, name), rule
 
 
 def _log_target(request: Request, client):
@@ -122,6 +141,7 @@ def run(request: Request, console: Console | None = None) -> Outcome:
             "scenario": request.scenario or "",
             "filters": ", ".join(f"{k}={v}" for k, v in sorted(request.tags.items())),
             "reference": rule,
+            "reference_runs": ", ".join(board.references),
             "targets": ",".join(f"{t:g}" for t in request.options.targets),
             "task_weights": str(request.options.weights or "equal"),
             "alpha": str(request.options.alpha),

@@ -94,8 +94,8 @@ def _read(path: Path) -> list[Record]:
                 f"{', '.join(REQUIRED)} (optional: client, seed, lower_is_better)"
             )
         rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
-    records: dict[tuple[str, str], Record] = {}
-    per_client: dict[tuple[str, str], dict[MetricKey, list[float]]] = defaultdict(
+    records: dict[tuple[str, str, str], Record] = {}
+    per_client: dict[tuple[str, str, str], dict[MetricKey, list[float]]] = defaultdict(
         lambda: defaultdict(list)
     )
     for line, row in enumerate(rows, start=2):
@@ -106,13 +106,15 @@ def _read(path: Path) -> list[Record]:
         if row["setting"] not in SETTINGS:
             raise DataError(f"{where}: setting must be G or P, got {row['setting']!r}")
         key = MetricKey(row["setting"], row["dataset"], row["task"], row["metric"])
-        ident = (row["method"], row.get("seed") or "-")
+        # one table may hold several scenarios (their references are looked up across it)
+        scenario = row.get("scenario") or ""
+        ident = (row["method"], row.get("seed") or "-", scenario)
         record = records.setdefault(
             ident,
             Record(
                 method=ident[0],
                 seed=ident[1],
-                source=f"{path.name}:{ident[0]}:{ident[1]}",
+                source=f"{path.name}:{ident[0]}:{ident[1]}" + (f":{scenario}" if scenario else ""),
                 tags={t: row[t] for t in TAG_COLUMNS if row.get(t)},
                 start_time=line,
             ),

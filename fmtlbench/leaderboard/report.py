@@ -122,7 +122,10 @@ def write(board: Board, out: Path) -> list[Path]:
     text = [
         f"# Leaderboard: {board.title}\n",
         f"Δ% reference: {board.reference_rule}. Task weights: "
-        f"{board.options.weights or 'equal'}. Depth RMSE is shown ×100.\n",
+        f"{board.options.weights or 'equal'}. Display scale: {tables.SCALE_NOTE}.\n",
+        "Reference runs used:\n",
+        "\n".join(f"- {cells.text(used)}" for used in board.references) or "none",
+        "",
         "## Δ% (mean ± std over seeds)\n",
         tables.markdown(shown["delta"]),
         *(
@@ -169,7 +172,9 @@ def show(board: Board, console: Console, out: Path) -> None:
     console.print(_rich(cost.iloc[:, :middle], "communication (MB)"))
     console.print(_rich(cost.iloc[:, middle:], "wall time (s) and energy"))
     console.print(_rich(tables.display_numbers(tables.targets_table(board)), "time to target"))
-    console.print(f"Δ% reference: {board.reference_rule}")
+    console.print(f"Δ% reference: {board.reference_rule}", markup=False)
+    for used in board.references:
+        console.print(f"reference run used: {used}", markup=False)
     console.print(_stats_text(board), markup=False)
     for note in board.notes:
         console.print(f"note: {note}", markup=False)

@@ -18,6 +18,12 @@ from fmtlbench.leaderboard.records import SETTINGS, MetricKey
 from fmtlbench.leaderboard.targets import per_round, totals
 from fmtlbench.tasks import DISPLAY_SCALE
 
+#: The sentence that tells a reader of the tables which metrics are scaled for display.
+SCALE_NOTE = "; ".join(
+    f"{' and '.join(f'{t} {m}' for (t, m), v in DISPLAY_SCALE.items() if v == scale)} "
+    f"shown ×{scale:g}"
+    for scale in sorted(set(DISPLAY_SCALE.values()))
+)
 #: Hit attribute -> column name in the targets table.
 HIT_COLUMNS = {"round": "round", "bytes": "bytes", "seconds": "seconds", "kwh": "kWh",
                "co2_kg": "kg CO2e"}  # fmt: skip
@@ -177,7 +183,8 @@ def display_delta(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def display_metrics(table: pd.DataFrame, keys: list[MetricKey], setting: str) -> pd.DataFrame:
-    """The task metrics of one setting as ``mean ± std`` strings (depth RMSE x 100)."""
+    """The task metrics of one setting as ``mean ± std`` strings, scaled by ``DISPLAY_SCALE``
+    (depth RMSE and edge loss x 100, as the study prints them)."""
     keys = [k for k in keys if k.setting == setting]
     datasets = len({k.dataset for k in keys})
     out = pd.DataFrame(index=table.index)
