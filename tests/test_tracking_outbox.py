@@ -45,7 +45,7 @@ def _comparable(keys) -> list[str]:
     return sorted(k for k in keys if not k.startswith(("time/", "energy/")))
 
 
-def _tiny(tmp: Path, uri: str, rounds: int, **extra):
+def _tiny(tmp: Path, uri: str, rounds: int, tracking: dict | None = None, **extra):
     return build_config(
         None,
         tiny_overrides(
@@ -53,7 +53,7 @@ def _tiny(tmp: Path, uri: str, rounds: int, **extra):
             clients=2,
             energy={"enabled": False},
             training={"rounds": rounds, "eval_initial": False},
-            tracking={"uri": uri, "experiment": "outbox"},
+            tracking={"uri": uri, "experiment": "outbox", **(tracking or {})},
             **extra,
         ),
     )
@@ -174,8 +174,9 @@ def test_outbox_keeps_records_durably_and_a_flush_is_idempotent(tmp_path: Path):
     assert run.data.params == {"lr": "0.001"} and run.data.tags["note"] == "kept"
     assert run.info.status == "KILLED"
     assert run.data.tags["fmtlbench.status_note"] == "server lost"
-    assert client.download_artifacts(run_id, "notes/hello.txt", str(tmp_path))
-    assert Path(tmp_path / "notes/hello.txt").read_text() == "hello"
+    (tmp_path / "dl").mkdir()
+    local = client.download_artifacts(run_id, "notes/hello.txt", str(tmp_path / "dl"))
+    assert Path(local).read_text() == "hello"
 
 
 def test_a_damaged_or_missing_outbox_is_one_clear_error(tmp_path: Path):
