@@ -83,9 +83,18 @@ def test_nothing_listening_is_one_clear_line_within_seconds(tmp_path: Path):
     assert "3 attempts" in text and "sqlite:///" in text  # the budget and the fix
     with pytest.raises(TrackingError):
         Tracker(url, "outbox")
+    # the CLI, on an outbox whose server is gone: one line, exit 2, the records stay
+    box = tmp_path / "run1" / OUTBOX
+    Outbox(box).append({"op": "tags", "run": "run1", "uri": url, "values": {"a": "b"}})
+    result = CliRunner().invoke(main, ["tracking", "flush", str(box.parent)])
+    assert result.exit_code == 2 and len(result.output.splitlines()) == 1, result.output
+    assert result.output.startswith(f"error: tracking.uri {url}: ") and box.is_file()
 
-    # the CLI: one line, exit 2, no traceback, before any training
+
+@pytest.mark.slow
+def test_a_run_on_a_server_that_is_not_there_ends_before_training(tmp_path: Path):
     started = time.monotonic()
+    url = _dead_url()
     sets = [
         "clients=2",
         "energy.enabled=false",
@@ -193,6 +202,41 @@ def test_a_damaged_or_missing_outbox_is_one_clear_error(tmp_path: Path):
 
 
 # --------------------------------------------------------------------- a real server lost
+def test_tracker_on_a_killed_server_keeps_its_records_and_flushes_them_after_restart(
+    tmp_path: Path, mlflow_server
+):
+    """The cheap server check CI runs: SIGKILL between two logged steps; the next write costs
+    seconds, not minutes, and every later one goes straight to the outbox."""
+    tracker = Tracker(mlflow_server.url, "outbox-tracker")
+    run_id = tracker.start("r", {})
+    tracker.keep_in(tmp_path / run_id)
+    tracker.log_metrics({"loss": 1.0}, step=1)
+    try:
+        mlflow_server.kill()
+        started = time.monotonic()
+        tracker.log_metrics({"loss": 2.0, "acc": 0.5}, step=2)
+        assert time.monotonic() - started < 15
+        assert tracker.lost == "connection refused"
+        started = time.monotonic()
+        tracker.log_metrics({"loss": 3.0}, step=3)
+        tracker.finish("KILLED", "lost")
+        assert time.monotonic() - started < 1  # no more waiting once lost
+    finally:
+        mlflow_server.start()
+    assert [r["op"] for r in Outbox(tmp_path / run_id / OUTBOX).records()] == [
+        *("metrics", "metrics", "finish")
+    ]
+    result = CliRunner().invoke(main, ["tracking", "flush", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(mlflow_server.url)
+    assert _history(client, run_id, ["loss", "acc"]) == {
+        "loss": [(1, 1.0), (2, 2.0), (3, 3.0)],
+        "acc": [(2, 0.5)],
+    }
+    assert client.get_run(run_id).info.status == "KILLED"
+
+
+@pytest.mark.slow
 def test_server_killed_mid_run_stops_with_its_checkpoint_and_the_outbox_reuploads(
     tmp_path: Path, mlflow_server
 ):
