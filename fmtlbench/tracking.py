@@ -189,7 +189,10 @@ def unreachable(exc: BaseException) -> str | None:
         if isinstance(cause, requests.exceptions.RetryError):
             return "the server answered with errors until the retries ran out"
         if isinstance(cause, requests.exceptions.ConnectionError | ConnectionError):
-            return "connection refused" if "refused" in str(cause).lower() else "connection lost"
+            text = str(cause).lower()  # requests reports read timeouts that used up the
+            if "timed out" in text:  # retries as a ConnectionError
+                return "no answer in time"
+            return "connection refused" if "refused" in text else "connection lost"
         cause = cause.__cause__ or cause.__context__
     return None
 
