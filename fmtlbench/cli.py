@@ -34,6 +34,7 @@ LAZY_COMMANDS = {
     "models": "fmtlbench.commands.models:models",
     "leaderboard": "fmtlbench.commands.leaderboard:leaderboard",
     "sweep": "fmtlbench.commands.sweep:sweep",
+    "tracking": "fmtlbench.commands.tracking:tracking",
 }
 
 

@@ -171,6 +171,17 @@ class TrackingConfig(_Strict):
     )
     experiment: str = Field("fmtlbench", min_length=1)
     run_name: str | None = Field(None, min_length=1, description="unset: MLflow picks a name")
+    # MLflow's own defaults (120 s per request, 7 retries with back-off factor 2) make a lost
+    # server hang a run for minutes; these bound every tracking call to seconds
+    timeout_s: int = Field(
+        10, ge=1, le=600, description="seconds one tracking request may wait for the server"
+    )
+    retries: int = Field(
+        2, ge=0, le=10, description="retries of a failed tracking request before giving up"
+    )
+    backoff_s: int = Field(
+        1, ge=0, le=60, description="back-off factor: retries wait 0, 2x, 4x ... this many s"
+    )
 
 
 class RunConfig(_Strict):

@@ -32,3 +32,12 @@ class IncompatibleError(FmtlbenchError):
 
 class CheckpointError(FmtlbenchError):
     """A checkpoint cannot be written (full disk) or is not one this project can load."""
+
+
+class TrackingError(FmtlbenchError):
+    """The tracking store cannot be reached or refuses a write; the message names its URI."""
+
+
+class TrackingLost(TrackingError):
+    """The tracking server was lost during a run, which stopped at a round boundary with its
+    checkpoint; the message says where the unsent records are kept and how to resume."""

@@ -226,24 +226,15 @@ def checkpoint_bytes(config: RunConfig, chosen: dict[str, Any], registry) -> int
 
 
 # ---------------------------------------------------------------------------- tracking
-@contextlib.contextmanager
-def _short_http() -> Iterator[None]:
-    """MLflow's HTTP timeout and retries set to seconds for the calls inside (read by MLflow
-    per request from these environment variables), restored afterwards."""
-    names = {
-        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(PROBE_TIMEOUT),
-        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(PROBE_RETRIES),
-    }
-    saved = {name: os.environ.get(name) for name in names}
-    os.environ.update(names)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+def _short_http():
+    """MLflow's HTTP budget cut to the probe's seconds for the calls inside (the tracking
+    module owns how the budget reaches MLflow)."""
+    from fmtlbench import tracking
+    from fmtlbench.config import TrackingConfig
+
+    return tracking.http_budget(
+        TrackingConfig(timeout_s=PROBE_TIMEOUT, retries=PROBE_RETRIES, backoff_s=0)
+    )
 
 
 def _store_fix(uri: str) -> str:
@@ -271,8 +262,8 @@ def check_store(uri: str, experiment: str) -> None:
 
     A SQLite file is checked for its header and folder first; then the store is opened and the
     experiment looked up or created (the first write of every run, made here under short HTTP
-    timeouts instead of MLflow's minutes). One function, so that the tracking module can take
-    it over as ``tracking.check_store``.
+    timeouts instead of MLflow's minutes). The budget is the tracking module's ``http_budget``, cut
+    to the probe's seconds.
     """
     from fmtlbench import tracking
 

@@ -21,7 +21,7 @@ from fmtlbench import resume as resume_state
 from fmtlbench.config import RunConfig
 from fmtlbench.energy import EnergyMeter
 from fmtlbench.engine import Engine, Evaluation, NullReporter, Reporter
-from fmtlbench.errors import ConfigError
+from fmtlbench.errors import ConfigError, TrackingLost
 from fmtlbench.federation import Federation, build_federation
 from fmtlbench.registry import Registry, load_registry
 from fmtlbench.tracking import Tracker
@@ -107,7 +107,7 @@ def execute(
 
     reference = preflight.check(config, registry).reference  # before any data is read
     fed = build_federation(config, registry)
-    tracker = Tracker(config.tracking.uri, config.tracking.experiment)
+    tracker = Tracker.of(config.tracking)
     energy = EnergyMeter(config.energy)
     engine = Engine(fed, reporter, reference, energy)
     rounds = config.training.rounds
@@ -119,13 +119,14 @@ def execute(
         fed.algorithm.load_state_dict(state["algorithm"])
         engine.delivered = resume_state.delivered_ids(state["delivered"])
         start, history, initial = state["round"] + 1, state["history"], state["initial"]
-        tracker.resume(resume)
+        tracker.resume(resume, checkpoint.checkpoint_path(config.checkpoint_dir, resume).parent)
         run_id = resume
         reporter.message(f"resuming run {run_id} at round {start}/{rounds}")
     else:
         run_id = tracker.start(
             config.tracking.run_name, {**run_tags(fed, registry), **(tags or {})}
         )
+        tracker.keep_in(checkpoint.checkpoint_path(config.checkpoint_dir, run_id).parent)
         tracker.log_params(config.flat())
         tracker.log_text(yaml.safe_dump(config.dump(), sort_keys=False), "config.yaml")
         tracker.log_text(fed.manifest.model_dump_json(indent=2), "manifest.json")
@@ -145,7 +146,8 @@ def execute(
             metrics = engine.run_round(current)
             tracker.log_metrics(metrics, step=current)
             history[current] = metrics
-            if current % config.checkpoint_every and current != rounds:
+            lost = tracker.lost is not None  # stop here, with this round checkpointed
+            if current % config.checkpoint_every and current != rounds and not lost:
                 continue  # a kill before the next save resumes from the last saved round
             server = fed.algorithm.state_dict()
             checkpoint.save(
@@ -163,6 +165,8 @@ def execute(
                     "initial": initial,
                 },
             )
+            if lost:
+                raise tracker.stopped(current, resume_state.command(run_id, config.checkpoint_dir))
         # a checkpoint saved at the last round (killed before closing) runs no round: evaluate
         # the restored states, which gives the same result the final round had
         final = engine.last or engine.evaluate(rounds)
@@ -179,6 +183,11 @@ def execute(
         }
         if totals:
             tracker.log_metrics(totals, step=current)
+        if tracker.lost is not None:  # lost after the last round: its checkpoint is saved
+            raise tracker.stopped(current, resume_state.command(run_id, config.checkpoint_dir))
+    except TrackingLost as exc:
+        tracker.finish("KILLED", str(exc))  # kept in the outbox, sent by the flush
+        raise
     except KeyboardInterrupt:
         signals.pause("shutdown", current)  # test hook: a second signal arrives here
         if ckpt.is_file():

@@ -65,3 +65,90 @@ def ray_local(isolated_env: Path):
     )
     yield ray
     ray.shutdown()
+
+
+class MlflowServer:
+    """A real ``mlflow server`` on 127.0.0.1 in its own process group, which a test may kill
+    (as a crash would) and start again on the same port and database."""
+
+    def __init__(self, root: Path) -> None:
+        import socket
+
+        self.root = root
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self, wait: float = 90.0) -> None:
+        import subprocess
+        import sys
+        import time
+        import urllib.request
+
+        env = {
+            **os.environ,
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+        }
+        log = (self.root / "server.log").open("a")
+        self.proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("mlflow")),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+                "--backend-store-uri",
+                f"sqlite:///{self.root / 'db.sqlite'}",
+                "--default-artifact-root",
+                str(self.root / "artifacts"),
+            ],  # fmt: skip
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + wait
+        while True:
+            if self.proc.poll() is not None:
+                text = (self.root / "server.log").read_text()[-2000:]
+                pytest.fail(f"mlflow server exited: {text}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not answer /health within {wait:.0f} s")
+            time.sleep(0.3)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: a crash, no goodbye to the clients."""
+        import signal
+
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def freeze(self, frozen: bool = True) -> None:
+        """SIGSTOP (or SIGCONT) the group: a server that accepts connections, never answers."""
+        import signal
+
+        os.killpg(self.proc.pid, signal.SIGSTOP if frozen else signal.SIGCONT)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
+    """One MLflow server for the session's server tests (starting one costs seconds); a test
+    that kills it starts it again before it ends."""
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    server.start()
+    yield server
+    server.kill()
