@@ -22,6 +22,8 @@ TAG = "fmtlbench.cache_key"
 _IGNORED = ("tracking", "executor", "checkpoint_dir", "checkpoint_every", "energy")
 # DataConfig fields that are locations, not content (the data kind is hashed instead).
 _IGNORED_DATA = ("root", "cache_dir")
+# TrainingConfig fields that change speed, never a metric (tests hold workers to that).
+_IGNORED_TRAINING = ("workers", "pin_memory", "persistent_workers", "non_blocking")
 
 
 def cache_key(
@@ -39,6 +41,8 @@ def cache_key(
         cfg.pop(name, None)
     for name in _IGNORED_DATA:
         cfg.get("data", {}).pop(name, None)
+    for name in _IGNORED_TRAINING:
+        cfg.get("training", {}).pop(name, None)
     payload = {
         "config": cfg,
         "partition_hash": partition_hash,

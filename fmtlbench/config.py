@@ -12,7 +12,7 @@ import os
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -70,9 +70,42 @@ class TrainingConfig(_Strict):
     warmup_rounds: int = Field(1, ge=0)
     resolution: dict[str, Resolution] = Field(default_factory=lambda: {"default": (64, 80)})
     eval_resolution: dict[str, Resolution] = Field(default_factory=lambda: {"default": (64, 80)})
-    eval_every: int = Field(1, gt=0)
+    eval_every: int = Field(
+        1, gt=0, description="rounds between evaluations; the last round is always evaluated"
+    )
     eval_initial: bool = True
     augmentation: Augmentation = Field(default_factory=Augmentation)
+    workers: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="DataLoader worker processes per loader for real data (the synthetic "
+        "twins are cached in memory and always read in-process); results do not depend on it",
+    )
+    pin_memory: bool = Field(
+        False, description="page-locked batches for faster copies to a CUDA device"
+    )
+    persistent_workers: bool = Field(
+        False,
+        description="keep a loader's workers between epochs (each client has a train and a "
+        "test loader, so this keeps clients x 2 x workers processes alive)",
+    )
+    non_blocking: bool = Field(
+        False, description="asynchronous host-to-device copies (useful with pin_memory)"
+    )
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32",
+        description="autocast precision of local training; fp16 adds gradient scaling",
+    )
+    channels_last: bool = Field(
+        False, description="train in the channels-last memory format (faster convolutions)"
+    )
+
+    @model_validator(mode="after")
+    def _persistent_needs_workers(self) -> TrainingConfig:
+        if self.persistent_workers and self.workers == 0:
+            raise ValueError("persistent_workers needs workers > 0; set training.workers")
+        return self
 
     @field_validator("local_epochs")
     @classmethod
