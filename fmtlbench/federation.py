@@ -167,13 +167,13 @@ def _loader(
     samples = SampleSet(dataset, ids, tasks, resolution, augmentation, cache=dataset.synthetic)
     size = training.batch_size
     workers = 0 if dataset.synthetic else training.workers
-    generator = torch.Generator()
+    sampler = SeededSampler(len(samples), shuffle=train)
     return torch.utils.data.DataLoader(
         samples,
         batch_size=size,
-        sampler=SeededSampler(len(samples), shuffle=train, generator=generator),
+        sampler=sampler,
         drop_last=train and len(ids) % size == 1 and len(ids) > 1,
-        generator=generator,
+        generator=sampler.generator,  # the engine seeds it per client and round
         num_workers=workers,
         persistent_workers=training.persistent_workers and workers > 0,
         pin_memory=training.pin_memory and device is not None and device.type == "cuda",

@@ -188,6 +188,31 @@ class SampleSet(torch.utils.data.Dataset):
         return out
 
 
+class EpochGenerator(torch.Generator):
+    """A CPU generator that counts its ``manual_seed`` calls, so that a sampler can tell a
+    reseed (epochs start over) from draws by others, even when the seed value repeats."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seedings = 0
+
+    def manual_seed(self, seed: int) -> EpochGenerator:
+        self.seedings += 1
+        super().manual_seed(seed)
+        return self
+
+    def __reduce__(self):  # keep the type and the count across processes (Ray, spawn)
+        return _rebuild_generator, (self.get_state(), self.initial_seed(), self.seedings)
+
+
+def _rebuild_generator(state: Tensor, seed: int, seedings: int) -> EpochGenerator:
+    gen = EpochGenerator()
+    gen.manual_seed(seed)
+    gen.set_state(state)
+    gen.seedings = seedings
+    return gen
+
+
 class SeededSampler(torch.utils.data.Sampler[tuple[int, int]]):
     """Sample indices, each with the seed of its augmentation, in a shuffled or fixed order.
 
@@ -199,11 +224,11 @@ class SeededSampler(torch.utils.data.Sampler[tuple[int, int]]):
     per epoch. The engine sets the seed per client and round, which keeps resume exact.
     """
 
-    def __init__(self, size: int, shuffle: bool, generator: torch.Generator) -> None:
+    def __init__(self, size: int, shuffle: bool, generator: EpochGenerator | None = None) -> None:
         self.size = size
         self.shuffle = shuffle
-        self.generator = generator
-        self._seed: int | None = None
+        self.generator = generator if generator is not None else EpochGenerator()
+        self._seeded: tuple[int, int] | None = None
         self._epoch = 0
 
     def __len__(self) -> int:
@@ -211,8 +236,9 @@ class SeededSampler(torch.utils.data.Sampler[tuple[int, int]]):
 
     def __iter__(self):
         seed = self.generator.initial_seed()
-        if seed != self._seed:
-            self._seed, self._epoch = seed, 0
+        seeded = (seed, getattr(self.generator, "seedings", 0))
+        if seeded != self._seeded:
+            self._seeded, self._epoch = seeded, 0
         rng = torch.Generator().manual_seed((seed * 1_000_003 + self._epoch) % 2**63)
         self._epoch += 1
         order = torch.randperm(self.size, generator=rng) if self.shuffle else range(self.size)
