@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 TAG = "fmtlbench.cache_key"
 
 # Top-level RunConfig fields that do not change the result.
-_IGNORED = ("tracking", "executor", "checkpoint_dir", "checkpoint_every", "energy")
+_IGNORED = ("tracking", "executor", "checkpoint_dir", "checkpoint_every", "energy", "smoke")
 # DataConfig fields that are locations, not content (the data kind is hashed instead).
 _IGNORED_DATA = ("root", "cache_dir")
 # TrainingConfig fields that change speed, never a metric (tests hold workers to that).

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from fmtlbench.errors import ConfigError
 
-PROFILES = ("cpu", "paper")
+PROFILES = ("cpu", "paper", "gpu-smoke")
 
 
 class _Strict(BaseModel):
@@ -181,6 +181,15 @@ class TrackingConfig(_Strict):
     run_name: str | None = None
 
 
+class SmokeConfig(_Strict):
+    """Turns ``fmtlbench run`` into a set-up check (the ``gpu-smoke`` profile sets it): one
+    untracked round per precision, printing images per second and peak memory."""
+
+    precisions: list[Literal["fp32", "bf16", "fp16"]] = Field(
+        default_factory=lambda: ["fp32", "bf16", "fp16"], min_length=1
+    )
+
+
 class RunConfig(_Strict):
     """Everything that defines one federated run."""
 
@@ -203,6 +212,9 @@ class RunConfig(_Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     energy: EnergyConfig = Field(default_factory=EnergyConfig)
+    smoke: SmokeConfig | None = Field(
+        None, description="set: a timed set-up check instead of a tracked run (gpu-smoke)"
+    )
     reference: str | None = Field(None, description="MLflow run id of the delta-percent reference")
     checkpoint_dir: Path = Field(Path(".fmtlbench/checkpoints"))
     checkpoint_every: int = Field(

@@ -143,3 +143,35 @@ def test_speed_settings_leave_the_cache_key_alone(tmp_path) -> None:
     base = key()
     assert key(workers=4, pin_memory=True, persistent_workers=True, non_blocking=True) == base
     assert key(precision="bf16") != base and key(channels_last=True) != base
+
+
+@pytest.mark.slow  # a minute here (bf16 on the CPU); the fp32 path is the one runs use
+def test_gpu_smoke_profile_times_each_precision_on_the_cpu(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from fmtlbench.cli import main
+
+    args = ["run", "--profile", "gpu-smoke", "--clients", "1"]
+    settings = {
+        "training.resolution.default": "[16, 16]",
+        "training.eval_resolution.default": "[16, 16]",
+        "training.resolution.nyudv2": "[16, 16]",
+        "training.eval_resolution.nyudv2": "[16, 16]",
+        "training.batch_size": "4",
+        "data.datasets.nyudv2": str(TWIN),
+        "smoke.precisions": "[fp32, bf16]",
+        "checkpoint_dir": str(tmp_path / "ck"),
+    }
+    for key, value in settings.items():
+        args += ["--set", f"{key}={value}"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "images/s" in line]
+    assert [line.split(":")[0].strip() for line in lines] == ["fp32", "bf16"]
+    for line in lines:
+        rate = float(line.split(":")[1].split()[0])
+        rss = float(line.split("process RSS")[1].split()[0].replace(",", ""))
+        assert rate > 0 and 100 < rss < 100_000  # a CPU run reports the process's peak RSS
+        images = int(line.split("(")[1].split()[0])
+        assert 0 < images <= TWIN["twin_train"]  # the one client's train split, one epoch
+    assert not (tmp_path / "ck").exists()  # untracked: no checkpoint, no MLflow run
