@@ -19,9 +19,11 @@ if TYPE_CHECKING:
 TAG = "fmtlbench.cache_key"
 
 # Top-level RunConfig fields that do not change the result.
-_IGNORED = ("tracking", "executor", "checkpoint_dir", "checkpoint_every", "energy")
+_IGNORED = ("tracking", "executor", "checkpoint_dir", "checkpoint_every", "energy", "smoke")
 # DataConfig fields that are locations, not content (the data kind is hashed instead).
 _IGNORED_DATA = ("root", "cache_dir")
+# TrainingConfig fields that change speed, never a metric (tests hold workers to that).
+_IGNORED_TRAINING = ("workers", "pin_memory", "persistent_workers", "non_blocking")
 
 
 def cache_key(
@@ -39,6 +41,8 @@ def cache_key(
         cfg.pop(name, None)
     for name in _IGNORED_DATA:
         cfg.get("data", {}).pop(name, None)
+    for name in _IGNORED_TRAINING:
+        cfg.get("training", {}).pop(name, None)
     payload = {
         "config": cfg,
         "partition_hash": partition_hash,

@@ -124,7 +124,10 @@ def _overrides(**options) -> list[dict]:
 @click.option(
     "--config", "config_file", type=click.Path(path_type=Path), help="YAML/TOML run config."
 )
-@click.option("--profile", help="Settings profile: cpu (default), paper, or a profile file.")
+@click.option(
+    "--profile",
+    help="Settings profile: cpu (default), paper, gpu-smoke (a set-up check), or a file.",
+)
 @click.option("--scenario", help="Scenario name (see `fmtlbench list scenarios`) or file.")
 @click.option("--algo", help="Federated algorithm (see `fmtlbench list algorithms`).")
 @click.option("--arch", help="Decoder architecture: md (one decoder per task) or tc.")
@@ -169,6 +172,13 @@ def run(config_file, resume, dry_run, **options) -> None:
     from fmtlbench.choices import resolve_components
     from fmtlbench.display import RichReporter, results_table
     from fmtlbench.registry import load_registry
+
+    if config.smoke is not None and not resume:
+        from fmtlbench.smoke import smoke
+
+        click.echo(f"set-up check: one round of {config.scenario} per precision, untracked")
+        smoke(config, load_registry(), click.echo)
+        return
 
     saved = None  # the checkpoint, read once: for the banner here and the run in execute
     if not resume:

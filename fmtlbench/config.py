@@ -12,7 +12,7 @@ import os
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -27,7 +27,7 @@ from pydantic import (
 
 from fmtlbench.errors import ConfigError
 
-PROFILES = ("cpu", "paper")
+PROFILES = ("cpu", "paper", "gpu-smoke")
 
 
 class _Strict(BaseModel):
@@ -93,9 +93,45 @@ class TrainingConfig(_Strict):
     warmup_rounds: int = Field(1, ge=0, le=MAX_ROUNDS)
     resolution: dict[str, Resolution] = Field(default_factory=lambda: {"default": (64, 80)})
     eval_resolution: dict[str, Resolution] = Field(default_factory=lambda: {"default": (64, 80)})
-    eval_every: int = Field(1, gt=0, le=MAX_ROUNDS)
+    eval_every: int = Field(
+        1,
+        gt=0,
+        le=MAX_ROUNDS,
+        description="rounds between evaluations; the last round is always evaluated",
+    )
     eval_initial: bool = True
     augmentation: Augmentation = Field(default_factory=Augmentation)
+    workers: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="DataLoader worker processes per loader for real data (the synthetic "
+        "twins are cached in memory and always read in-process); results do not depend on it",
+    )
+    pin_memory: bool = Field(
+        False, description="page-locked batches for faster copies to a CUDA device"
+    )
+    persistent_workers: bool = Field(
+        False,
+        description="keep a loader's workers between epochs (each client has a train and a "
+        "test loader, so this keeps clients x 2 x workers processes alive)",
+    )
+    non_blocking: bool = Field(
+        False, description="asynchronous host-to-device copies (useful with pin_memory)"
+    )
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32",
+        description="autocast precision of local training; fp16 adds gradient scaling",
+    )
+    channels_last: bool = Field(
+        False, description="train in the channels-last memory format (faster convolutions)"
+    )
+
+    @model_validator(mode="after")
+    def _persistent_needs_workers(self) -> TrainingConfig:
+        if self.persistent_workers and self.workers == 0:
+            raise ValueError("persistent_workers needs workers > 0; set training.workers")
+        return self
 
     @field_validator("local_epochs")
     @classmethod
@@ -184,6 +220,15 @@ class TrackingConfig(_Strict):
     )
 
 
+class SmokeConfig(_Strict):
+    """Turns ``fmtlbench run`` into a set-up check (the ``gpu-smoke`` profile sets it): one
+    untracked round per precision, printing images per second and peak memory."""
+
+    precisions: list[Literal["fp32", "bf16", "fp16"]] = Field(
+        default_factory=lambda: ["fp32", "bf16", "fp16"], min_length=1
+    )
+
+
 class RunConfig(_Strict):
     """Everything that defines one federated run."""
 
@@ -209,6 +254,9 @@ class RunConfig(_Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     energy: EnergyConfig = Field(default_factory=EnergyConfig)
+    smoke: SmokeConfig | None = Field(
+        None, description="set: a timed set-up check instead of a tracked run (gpu-smoke)"
+    )
     reference: str | None = Field(
         None, min_length=1, description="MLflow run id of the delta-percent reference"
     )

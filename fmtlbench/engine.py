@@ -20,7 +20,7 @@ from fmtlbench.evaluation import TaskMetrics, evaluate, state_digest, summarise
 from fmtlbench.exchange import ExchangeView
 from fmtlbench.federation import Federation, State, derive_seed, snapshot, to_device
 from fmtlbench.schedule import round_lr
-from fmtlbench.training import train_local
+from fmtlbench.training import step_settings, train_local
 
 Summary = dict[str, dict[str, dict[str, tuple[float, float]]]]
 
@@ -144,6 +144,7 @@ class Engine:
             self.config.training.weight_decay,
             lambda _model, context: fed.algorithm.client_loss(view, context),
             to_device(job.context, fed.device),
+            **step_settings(self.config.training),
         )
         state = snapshot(model)
         wanted = set(fed.algorithm.exchanged_keys(k))

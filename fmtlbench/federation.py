@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from fmtlbench.choices import resolve_components
@@ -22,7 +23,7 @@ from fmtlbench.exchange import check_shapes, exchange_names
 from fmtlbench.model import MultiTaskModel, build_model
 from fmtlbench.partition import Manifest, materialise
 from fmtlbench.registry import Registry
-from fmtlbench.sample import SampleSet
+from fmtlbench.sample import SampleSet, SeededSampler
 from fmtlbench.scenario import ScenarioSpec
 from fmtlbench.tasks import TaskSpec
 
@@ -142,24 +143,42 @@ class Federation:
         return model
 
 
+def _seed_worker(worker_id: int) -> None:
+    """NumPy's global generator in a DataLoader worker, from the worker's torch seed (which
+    torch derives from the loader's generator, itself seeded from the run seed)."""
+    np.random.seed(torch.initial_seed() % 2**32)
+
+
 def _loader(
     dataset: Dataset,
     ids: list[str],
     tasks: list[str],
     training: TrainingConfig,
     train: bool,
+    device: torch.device | None = None,
 ) -> torch.utils.data.DataLoader:
+    """A train loader (shuffled, augmented, one seed per sample) or an evaluation loader.
+
+    Workers decode real data only: a synthetic twin is small and cached in this process's
+    memory, where workers would each hold a copy of the cache and lose it every epoch.
+    """
     table = training.resolution if train else training.eval_resolution
     resolution = tuple(TrainingConfig.per_dataset(table, dataset.name))
     augmentation = training.augmentation if train else None
     samples = SampleSet(dataset, ids, tasks, resolution, augmentation, cache=dataset.synthetic)
     size = training.batch_size
+    workers = 0 if dataset.synthetic else training.workers
+    sampler = SeededSampler(len(samples), shuffle=train)
     return torch.utils.data.DataLoader(
         samples,
         batch_size=size,
-        shuffle=train,
+        sampler=sampler,
         drop_last=train and len(ids) % size == 1 and len(ids) > 1,
-        generator=torch.Generator() if train else None,
+        generator=sampler.generator,  # the engine seeds it per client and round
+        num_workers=workers,
+        persistent_workers=training.persistent_workers and workers > 0,
+        pin_memory=training.pin_memory and device is not None and device.type == "cuda",
+        worker_init_fn=_seed_worker if workers else None,
     )
 
 
@@ -195,8 +214,8 @@ def build_federation(config: RunConfig, registry: Registry) -> Federation:
                 index=cm.index,
                 dataset=ds,
                 specs=specs,
-                train=_loader(ds, cm.train, cm.tasks, training, train=True),
-                test=_loader(ds, cm.test, cm.tasks, training, train=False),
+                train=_loader(ds, cm.train, cm.tasks, training, train=True, device=device),
+                test=_loader(ds, cm.test, cm.tasks, training, train=False, device=device),
                 structure=key,
                 epochs=int(TrainingConfig.per_dataset(training.local_epochs, ds.name)),
             )
@@ -204,7 +223,9 @@ def build_federation(config: RunConfig, registry: Registry) -> Federation:
     global_tests = {}
     for name, ds in datasets.items():
         tasks = list(dict.fromkeys(t for c in clients if c.dataset is ds for t in c.specs))
-        global_tests[name] = _loader(ds, ds.ids("test"), tasks, training, train=False)
+        global_tests[name] = _loader(
+            ds, ds.ids("test"), tasks, training, train=False, device=device
+        )
     if not clients:
         raise ConfigError(f"scenario '{scenario.name}' has no clients")
     fed = Federation(

@@ -8,8 +8,10 @@ every dataset is resized, augmented and normalised alike. Output of ``SampleSet[
   ``normals``: float32 3xHxW unit vectors;
 - 255 (``IGNORE``) marks pixels without supervision in every label, padding included.
 
-Augmentation (SPEC section 4) draws all its randomness from torch's global generator, which
-the engine seeds per client and round, so runs are reproducible without a generator argument.
+Augmentation (SPEC section 4) draws its randomness from a generator seeded per sample when the
+index comes with a seed (``SampleSet[(i, seed)]``, as ``SeededSampler`` yields them), so a sample
+is augmented alike whichever DataLoader worker decodes it; a plain index falls back to torch's
+global generator.
 """
 
 from __future__ import annotations
@@ -49,9 +51,10 @@ def _resize_label(label: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(label, size=size, mode="nearest-exact")
 
 
-def _jitter(image: Tensor, strength: float) -> Tensor:
+def _jitter(image: Tensor, strength: float, rng: torch.Generator | None = None) -> Tensor:
     """Random brightness, contrast and saturation, each a factor in [1 - s, 1 + s]."""
-    brightness, contrast, saturation = (1 + strength * (2 * torch.rand(3) - 1)).tolist()
+    factors = 1 + strength * (2 * torch.rand(3, generator=rng) - 1)
+    brightness, contrast, saturation = factors.tolist()
     image = (image * brightness).clamp(0, 1)
     mean = (image * LUMA).sum(dim=1, keepdim=True).mean()
     image = ((image - mean) * contrast + mean).clamp(0, 1)
@@ -70,11 +73,11 @@ def _flip(labels: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
-def _window(have: int, want: int) -> tuple[int, int, int]:
+def _window(have: int, want: int, rng: torch.Generator | None = None) -> tuple[int, int, int]:
     """(source start, target start, length) of a random crop (have >= want) or placement."""
     if have >= want:
-        return int(torch.randint(0, have - want + 1, (1,))), 0, want
-    return 0, int(torch.randint(0, want - have + 1, (1,))), have
+        return int(torch.randint(0, have - want + 1, (1,), generator=rng)), 0, want
+    return 0, int(torch.randint(0, want - have + 1, (1,), generator=rng)), have
 
 
 def _crop_or_pad(tensor: Tensor, size: tuple[int, int], windows: Sequence, fill: float) -> Tensor:
@@ -129,14 +132,19 @@ class SampleSet(torch.utils.data.Dataset):
             self._cache[sample_id] = sample
         return sample
 
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Tensor]:
+        rng = None
+        if isinstance(index, tuple):
+            index, seed = index
+            rng = torch.Generator().manual_seed(seed)
         image, labels = self._tensors(index)
         aug = self.augmentation
         if aug is None:
             image = _resize_image(image, self.resolution)
             labels = {t: _resize_label(v, self.resolution) for t, v in labels.items()}
             return self._finish((image - IMAGENET_MEAN) / IMAGENET_STD, labels)
-        scale = aug.scale_min + (aug.scale_max - aug.scale_min) * float(torch.rand(()))
+        span = aug.scale_max - aug.scale_min
+        scale = aug.scale_min + span * float(torch.rand((), generator=rng))
         size = (
             max(1, round(self.resolution[0] * scale)),
             max(1, round(self.resolution[1] * scale)),
@@ -144,11 +152,13 @@ class SampleSet(torch.utils.data.Dataset):
         image = _resize_image(image, size)
         labels = {t: _resize_label(v, size) for t, v in labels.items()}
         if aug.jitter > 0:
-            image = _jitter(image, aug.jitter)
-        if aug.flip and float(torch.rand(())) < 0.5:
+            image = _jitter(image, aug.jitter, rng)
+        if aug.flip and float(torch.rand((), generator=rng)) < 0.5:
             image, labels = image.flip(-1), _flip(labels)
         image = (image - IMAGENET_MEAN) / IMAGENET_STD
-        windows = [_window(have, want) for have, want in zip(size, self.resolution, strict=True)]
+        windows = [
+            _window(have, want, rng) for have, want in zip(size, self.resolution, strict=True)
+        ]
         image = _crop_or_pad(image, self.resolution, windows, 0.0)
         labels = {t: _crop_or_pad(v, self.resolution, windows, IGNORE) for t, v in labels.items()}
         return self._finish(image, labels)
@@ -176,3 +186,61 @@ class SampleSet(torch.utils.data.Dataset):
         for task, label in labels.items():
             out[task] = label[0, 0].round().long() if task in CLASS_TASKS else label[0].contiguous()
         return out
+
+
+class EpochGenerator(torch.Generator):
+    """A CPU generator that counts its ``manual_seed`` calls, so that a sampler can tell a
+    reseed (epochs start over) from draws by others, even when the seed value repeats."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seedings = 0
+
+    def manual_seed(self, seed: int) -> EpochGenerator:
+        self.seedings += 1
+        super().manual_seed(seed)
+        return self
+
+    def __reduce__(self):  # keep the type and the count across processes (Ray, spawn)
+        return _rebuild_generator, (self.get_state(), self.initial_seed(), self.seedings)
+
+
+def _rebuild_generator(state: Tensor, seed: int, seedings: int) -> EpochGenerator:
+    gen = EpochGenerator()
+    gen.manual_seed(seed)
+    gen.set_state(state)
+    gen.seedings = seedings
+    return gen
+
+
+class SeededSampler(torch.utils.data.Sampler[tuple[int, int]]):
+    """Sample indices, each with the seed of its augmentation, in a shuffled or fixed order.
+
+    Everything random about an epoch (its order and every sample's seed) is fixed in the main
+    process from ``generator``'s seed and the epoch's number since that seed was set, so any
+    number of DataLoader workers, persistent or not, yields the same batches as none. The
+    seed is read, never drawn from: the DataLoader draws its workers' base seed from the same
+    generator once per iterator, which persistent workers make once per run instead of once
+    per epoch. The engine sets the seed per client and round, which keeps resume exact.
+    """
+
+    def __init__(self, size: int, shuffle: bool, generator: EpochGenerator | None = None) -> None:
+        self.size = size
+        self.shuffle = shuffle
+        self.generator = generator if generator is not None else EpochGenerator()
+        self._seeded: tuple[int, int] | None = None
+        self._epoch = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        seed = self.generator.initial_seed()
+        seeded = (seed, getattr(self.generator, "seedings", 0))
+        if seeded != self._seeded:
+            self._seeded, self._epoch = seeded, 0
+        rng = torch.Generator().manual_seed((seed * 1_000_003 + self._epoch) % 2**63)
+        self._epoch += 1
+        order = torch.randperm(self.size, generator=rng) if self.shuffle else range(self.size)
+        seeds = torch.randint(0, 2**62, (self.size,), generator=rng).tolist()
+        return iter([(int(i), s) for i, s in zip(order, seeds, strict=True)])

@@ -3,12 +3,18 @@ algorithm's extra loss term.
 
 The optimiser is created afresh for every phase of every round (client state is the model's
 state dict only), so a client's memory between rounds is its parameters and nothing else.
+
+The precision, memory-format and copy settings (``training.precision``, ``channels_last``,
+``non_blocking``) are written for CUDA and run on the CPU too: bf16 and fp16 autocast both work
+there. A channels-last model is turned back to the default format before it returns, so client
+states keep one layout whatever the setting.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -17,6 +23,34 @@ from fmtlbench.errors import ConfigError
 from fmtlbench.losses import multitask_loss
 from fmtlbench.model import MultiTaskModel
 from fmtlbench.tasks import TaskSpec
+
+if TYPE_CHECKING:
+    from fmtlbench.config import TrainingConfig
+
+#: ``training.precision`` -> autocast dtype (None: no autocast).
+AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def step_settings(training: TrainingConfig) -> dict[str, Any]:
+    """The keyword arguments of ``train_local`` that the run config's training section sets."""
+    return {
+        "precision": training.precision,
+        "channels_last": training.channels_last,
+        "non_blocking": training.non_blocking,
+    }
+
+
+@contextmanager
+def memory_format(model: torch.nn.Module, channels_last: bool) -> Iterator[None]:
+    """The model in channels-last format inside the block, back in the default one after."""
+    if not channels_last:
+        yield
+        return
+    model.to(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        model.to(memory_format=torch.contiguous_format)
 
 
 def _frozen_stat_modules(
@@ -44,9 +78,36 @@ def train_local(
     weight_decay: float,
     extra_loss: ExtraLoss,
     context: Any,
+    *,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    non_blocking: bool = False,
 ) -> dict[str, float]:
     """Train ``model`` in place; returns mean losses per task (and ``total``) over all steps."""
+    with memory_format(model, channels_last):
+        return _train(
+            model, loader, specs, phases, epochs, lr, weight_decay, extra_loss, context,
+            precision, channels_last, non_blocking,
+        )  # fmt: skip
+
+
+def _train(
+    model: MultiTaskModel,
+    loader: torch.utils.data.DataLoader,
+    specs: Mapping[str, TaskSpec],
+    phases: Sequence[Phase],
+    epochs: int,
+    lr: float,
+    weight_decay: float,
+    extra_loss: ExtraLoss,
+    context: Any,
+    precision: str,
+    channels_last: bool,
+    non_blocking: bool,
+) -> dict[str, float]:
     device = next(model.parameters()).device
+    dtype = AUTOCAST[precision]
+    layout = torch.channels_last if channels_last else torch.preserve_format
     groups = model.groups()
     params = dict(model.named_parameters())
     sums: dict[str, float] = {}
@@ -64,18 +125,23 @@ def train_local(
                 f"a local phase freezes every parameter group: {sorted(phase.frozen)}"
             )
         optimiser = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
+        # fp16 gradients underflow without scaling; a fresh scaler per phase, like the optimiser
+        scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         for _ in range(phase.epochs if phase.epochs is not None else epochs):
             for batch in loader:
-                targets = {t: batch[t].to(device) for t in specs}
-                preds = model(batch["image"].to(device), list(specs))
-                loss, parts = multitask_loss(specs, preds, targets)
-                extra = extra_loss(model, context)
+                targets = {t: batch[t].to(device, non_blocking=non_blocking) for t in specs}
+                image = batch["image"].to(device, non_blocking=non_blocking, memory_format=layout)
+                with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                    preds = model(image, list(specs))
+                    loss, parts = multitask_loss(specs, preds, targets)
+                extra = extra_loss(model, context)  # in fp32: proximal terms are small
                 if extra is not None:
                     loss = loss + extra
                     parts["extra"] = float(extra.detach())
                 optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
+                scaler.scale(loss).backward()
+                scaler.step(optimiser)
+                scaler.update()
                 parts["total"] = float(loss.detach())
                 for key, value in parts.items():
                     sums[key] = sums.get(key, 0.0) + value
