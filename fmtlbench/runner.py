@@ -194,6 +194,7 @@ def execute(
         raise
     finally:
         energy.stop()
+        fed.executor.close()
     tracker.finish("FINISHED")
     checkpoint.remove(ckpt)
     return RunOutcome(run_id, fed, initial, final, history)
