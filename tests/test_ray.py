@@ -38,11 +38,12 @@ def _executor(**params):
     return cls(cls.Params(**params))
 
 
-#: Smaller than the usual tiny run (two clients, one round, 16x20): eight runs in CI.
+#: Smaller than the usual tiny run (two clients, one round, 16x20, no round-0 evaluation).
 SMALL = {
     "clients": 2,
     "training": {
         "rounds": 1,
+        "eval_initial": False,
         "resolution": {"default": [16, 20]},
         "eval_resolution": {"default": [16, 20]},
     },
@@ -78,7 +79,6 @@ def _outcomes(events) -> dict[int, tuple[str, object]]:
     return out
 
 
-@pytest.mark.slow  # ~3 min on the shared 2-core machine (8 runs); over CI's 90 s share
 def test_ray_cells_give_exactly_the_serial_metrics(ray_local, tmp_path):
     serial_cls = load_registry().get("executor", "serial")
     serial = _outcomes(serial_cls().run_cells(run_cell, _cells(tmp_path / "serial")))
