@@ -327,7 +327,9 @@ class Algorithm(Component):
         """An extra loss term added at every local step (FedProx, FedAMP, ...); default none.
 
         ``view.parameters()`` gives the client's live parameters by exchange name, to compare
-        with tensors of ``context`` (already on the model's device)."""
+        with tensors of ``context`` (already on the model's device). It runs on the client
+        side, possibly in another process: on a fresh instance built from ``self.params``
+        alone, so everything else it needs must come in ``context``."""
         return None
 
     def local_phases(self, client: int) -> list[Phase]:
