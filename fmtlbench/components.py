@@ -157,8 +157,12 @@ class Executor(Component):
 
     def map(self, fn: Any, jobs: Sequence[Any]) -> Iterator[Any]:
         """Apply ``fn`` to every job and yield the results in job order (so the engine can
-        report progress client by client)."""
+        report progress client by client). ``fn`` is picklable: an executor running jobs in
+        other processes ships it once per process and reuses it for every later round."""
         raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what ``map`` started (processes, actors) at the end of a run."""
 
     def run_cells(self, fn: Any, cells: Sequence[Any]) -> Iterator[CellEvent]:
         """Run whole federated runs (the cells of a sweep), yielding events as they happen.
@@ -323,7 +327,9 @@ class Algorithm(Component):
         """An extra loss term added at every local step (FedProx, FedAMP, ...); default none.
 
         ``view.parameters()`` gives the client's live parameters by exchange name, to compare
-        with tensors of ``context`` (already on the model's device)."""
+        with tensors of ``context`` (already on the model's device). It runs on the client
+        side, possibly in another process: on a fresh instance built from ``self.params``
+        alone, so everything else it needs must come in ``context``."""
         return None
 
     def local_phases(self, client: int) -> list[Phase]:

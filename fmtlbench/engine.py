@@ -9,18 +9,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import torch
-
 from fmtlbench import signals, traffic
-from fmtlbench.components import Phase, Update
 from fmtlbench.config import RunConfig
 from fmtlbench.delta import delta_percent
 from fmtlbench.errors import ConfigError
 from fmtlbench.evaluation import TaskMetrics, evaluate, state_digest, summarise
-from fmtlbench.exchange import ExchangeView
-from fmtlbench.federation import Federation, State, derive_seed, snapshot, to_device
+from fmtlbench.federation import Federation, derive_seed
 from fmtlbench.schedule import round_lr
-from fmtlbench.training import step_settings, train_local
+from fmtlbench.worker import ClientJob, Worker
 
 Summary = dict[str, dict[str, dict[str, tuple[float, float]]]]
 
@@ -56,25 +52,6 @@ def primary_keys(pairs: Iterable[tuple[str, str, Any]]) -> list[str]:
 
 
 @dataclass
-class ClientJob:
-    """The unit of work an executor runs: one client's local training in one round."""
-
-    client: int
-    round: int
-    lr: float
-    phases: list[Phase]
-    context: Any
-
-
-@dataclass
-class ClientResult:
-    client: int
-    state: State
-    update: Update
-    losses: dict[str, float]
-
-
-@dataclass
 class Evaluation:
     """One evaluation round: per-client metrics and their summary, for G-FL and P-FL."""
 
@@ -105,6 +82,8 @@ class Engine:
         self.energy = energy
         self.config: RunConfig = fed.config
         self.reporter = reporter or NullReporter()
+        #: Trains the client jobs; executors running them elsewhere rebuild it from the config.
+        self.worker = Worker(fed)
         self.reference = dict(reference or {})
         #: Storage ids each client already holds, so a resent tensor is not counted as
         #: downloaded again; it is part of a checkpoint, since it changes ``comm/*``.
@@ -126,30 +105,24 @@ class Engine:
         )
 
     # ------------------------------------------------------------------ clients
-    def train_client(self, job: ClientJob) -> ClientResult:
-        fed, k = self.fed, job.client
-        client = fed.clients[k]
-        seed = derive_seed(self.config.seed, job.round, k)
-        torch.manual_seed(seed)
-        client.train.generator.manual_seed(seed)
-        model = fed.load(k)
-        view = ExchangeView(model, fed.names[k])
-        losses = train_local(
-            model,
-            client.train,
-            client.specs,
-            job.phases,
-            client.epochs,
-            job.lr,
-            self.config.training.weight_decay,
-            lambda _model, context: fed.algorithm.client_loss(view, context),
-            to_device(job.context, fed.device),
-            **step_settings(self.config.training),
-        )
-        state = snapshot(model)
-        wanted = set(fed.algorithm.exchanged_keys(k))
-        sent = {name: state[key] for key, name in fed.names[k].items() if name in wanted}
-        return ClientResult(k, state, Update(k, len(client.train.dataset), sent), losses)
+    def client_jobs(self, r: int, lr: float) -> list[ClientJob]:
+        """Round ``r``'s self-contained client jobs: what each client needs, copied out of the
+        server side (state, context, schedule, the algorithm's client-side parameters)."""
+        fed, algo = self.fed, self.fed.algorithm
+        return [
+            ClientJob(
+                client=k,
+                round=r,
+                lr=lr,
+                phases=algo.local_phases(k),
+                context=algo.context(k),
+                seed=derive_seed(self.config.seed, r, k),
+                state=fed.states[k],
+                wanted=list(algo.exchanged_keys(k)),
+                algorithm=(type(algo), algo.params),
+            )
+            for k in range(len(fed.clients))
+        ]
 
     # ------------------------------------------------------------------ rounds
     def run_round(self, r: int) -> dict[str, float]:
@@ -157,10 +130,7 @@ class Engine:
         fed, cfg = self.fed, self.config.training
         lr = round_lr(cfg.lr, r, cfg.rounds, cfg.warmup_rounds)
         self.reporter.round_started(r, cfg.rounds, len(fed.clients))
-        jobs = [
-            ClientJob(k, r, lr, fed.algorithm.local_phases(k), fed.algorithm.context(k))
-            for k in range(len(fed.clients))
-        ]
+        jobs = self.client_jobs(r, lr)
         metrics: dict[str, float] = {"lr": lr}
         down = [
             traffic.context_bytes(j.context, fed.groups[j.client], self.delivered[j.client])
@@ -168,7 +138,7 @@ class Engine:
         ]
         t0 = time.perf_counter()
         updates = []
-        for result in fed.executor.map(self.train_client, jobs):
+        for result in fed.executor.map(self.worker, jobs):
             fed.states[result.client] = result.state
             updates.append(result.update)
             for key, value in result.losses.items():

@@ -205,6 +205,7 @@ def execute(
         raise
     finally:
         energy.stop()
+        fed.executor.close()
     tracker.finish("FINISHED")
     checkpoint.remove(ckpt)
     return RunOutcome(run_id, fed, initial, final, history)

@@ -38,11 +38,12 @@ def _executor(**params):
     return cls(cls.Params(**params))
 
 
-#: Smaller than the usual tiny run (two clients, one round, 16x20): eight runs in CI.
+#: Smaller than the usual tiny run (two clients, one round, 16x20, no round-0 evaluation).
 SMALL = {
     "clients": 2,
     "training": {
         "rounds": 1,
+        "eval_initial": False,
         "resolution": {"default": [16, 20]},
         "eval_resolution": {"default": [16, 20]},
     },
@@ -78,7 +79,6 @@ def _outcomes(events) -> dict[int, tuple[str, object]]:
     return out
 
 
-@pytest.mark.slow  # ~3 min on the shared 2-core machine (8 runs); over CI's 90 s share
 def test_ray_cells_give_exactly_the_serial_metrics(ray_local, tmp_path):
     serial_cls = load_registry().get("executor", "serial")
     serial = _outcomes(serial_cls().run_cells(run_cell, _cells(tmp_path / "serial")))
@@ -109,3 +109,19 @@ def test_a_cluster_address_refuses_a_local_tracking_store(tmp_path, tiny_config)
         next(executor.run_cells(run_cell, [config]))
     server = tiny_config(tracking={"uri": "http://10.0.0.1:5000"})
     executor.check_tracking([server])  # a server every machine can reach is fine
+
+
+@pytest.mark.slow  # ~160 s on the loaded 2-core machine: two actors each build data and model
+def test_clients_on_two_actors_give_exactly_the_serial_metrics(ray_local, tmp_path):
+    """Client-parallel: the same run with its clients on two Ray actors (built once, reused in
+    round 2) ends with the serial run's metrics to the last bit; FedProx sends a context."""
+    two_rounds = {**SMALL, "training": {**SMALL["training"], "rounds": 2}}
+    base = {"algorithm": {"name": "fedprox", "params": {"mu": 0.1}}, **two_rounds}
+    serial = run_cell({"tmp": str(tmp_path / "serial"), "set": base})
+    on_ray = {**base, "executor": {"name": "ray", "params": {"workers": 2}}}
+    ray = run_cell({"tmp": str(tmp_path / "ray"), "set": on_ray})
+    assert any(k.startswith("G/") for k in serial), serial
+    assert ray == serial
+    # the actors were stopped at the end of the run, and the session's Ray is still up
+    assert ray_local.is_initialized()
+    assert not [a for a in ray_local.util.list_named_actors()]

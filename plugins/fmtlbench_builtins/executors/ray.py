@@ -100,6 +100,10 @@ class RayParams(Params):
     cpus_per_run: float = Field(1.0, gt=0, description="CPUs reserved by each run (its threads)")
     gpus_per_run: float = Field(0.0, ge=0, description="GPUs per run; fractions share a GPU")
     workers: int = Field(2, ge=1, description="client-parallel actors within one run")
+    cpus_per_worker: float = Field(
+        1.0, gt=0, description="CPUs of each client actor (its torch threads)"
+    )
+    gpus_per_worker: float = Field(0.0, ge=0, description="GPUs of each client actor")
 
 
 class RayExecutor(Executor):
@@ -207,11 +211,101 @@ class RayExecutor(Executor):
         ray.wait(refs, num_returns=len(refs), timeout=grace)
 
     def map(self, fn: Callable[[Any], Any], jobs: Sequence[Any]) -> Iterator[Any]:
-        """Client jobs of one round. Client-parallel Ray actors need self-contained client
-        jobs, which the engine does not build yet, so the clients run in this process one
-        after another, exactly as under ``serial``."""
-        for job in jobs:
-            yield fn(job)
+        """Client jobs of one round on ``workers`` Ray actors, results in job order.
+
+        Each actor unpickles ``fn`` once (the engine's worker: that builds the client data and
+        working models in the actor) and keeps it for every later round of the run. The
+        round's jobs are put in Ray's object store once and every actor reads its jobs from
+        there, so tensors several clients share (a broadcast global model) travel once.
+        """
+        if not jobs:
+            return
+        ray = _ray()
+        pool = self._pool(ray, fn)
+        jobs_ref = ray.put(list(jobs))
+        refs = [pool[i % len(pool)].run.remote(jobs_ref, i) for i in range(len(jobs))]
+        try:
+            for ref in refs:
+                yield ray.get(ref)
+        except BaseException:
+            for ref in refs:
+                ray.cancel(ref, force=False)
+            raise
+
+    def _pool(self, ray: Any, fn: Callable[[Any], Any]) -> list[Any]:
+        """The client actors of the run ``fn`` belongs to, started on first use."""
+        held = getattr(self, "_actors", None)
+        if held is not None and held[0] is fn:
+            return held[1]
+        self.close()
+        self._started = self._connect(ray)
+        actor = ray.remote(ClientActor).options(
+            num_cpus=self.params.cpus_per_worker,
+            num_gpus=self.params.gpus_per_worker,
+            max_restarts=0,
+        )
+        threads = max(1, int(self.params.cpus_per_worker))
+        fn_ref = ray.put(fn)
+        actors = [
+            actor.remote([fn_ref], threads, _driver_env()) for _ in range(self.params.workers)
+        ]
+        ray.get([a.ready.remote() for a in actors])  # surface a failing build here, once
+        self._actors = (fn, actors)
+        return actors
+
+    def close(self) -> None:
+        """Stop the client actors (and a Ray this executor started for them)."""
+        held = getattr(self, "_actors", None)
+        self._actors = None
+        if held is None:
+            return
+        ray = _ray()
+        for actor in held[1]:
+            ray.kill(actor)
+        if getattr(self, "_started", False):
+            ray.shutdown()
+            self._started = False
+
+
+def _driver_env() -> dict[str, str]:
+    """Environment a client actor takes from the driver: the working directory (relative
+    data and cache paths) and the cache/data roots the driver uses."""
+    env = {k: v for k, v in os.environ.items() if k.startswith("FMTLBENCH_")}
+    env["FMTLBENCH_DRIVER_CWD"] = os.getcwd()
+    return env
+
+
+def assigned_device(ray: Any) -> str | None:
+    """The device Ray gave this process: with a GPU reserved, Ray has narrowed
+    ``CUDA_VISIBLE_DEVICES`` to it, so it is ``cuda:0`` here; ``None`` keeps the run's own."""
+    return "cuda:0" if ray.get_gpu_ids() else None
+
+
+class ClientActor:
+    """A Ray actor holding one worker (client data and working models) for a whole run."""
+
+    def __init__(self, fn: list[Any], threads: int, env: dict[str, str]) -> None:
+        import ray
+        import torch
+
+        os.environ.update(env)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        cwd = env.get("FMTLBENCH_DRIVER_CWD")
+        if cwd and Path(cwd).is_dir():
+            os.chdir(cwd)
+        torch.set_num_threads(threads)
+        device = assigned_device(ray)
+        if device is not None:  # read by fmtlbench.worker.Worker.from_config
+            os.environ["FMTLBENCH_WORKER_DEVICE"] = device
+        # unpickled only now, with threads and device set: building the worker happens here
+        fn = ray.get(fn[0])
+        self.fn = fn
+
+    def ready(self) -> bool:
+        return True
+
+    def run(self, jobs: list[Any], index: int) -> Any:
+        return self.fn(jobs[index])
 
 
 @hookimpl

@@ -1,0 +1,111 @@
+"""The client side of a round: self-contained client jobs and the worker that trains them.
+
+A ``ClientJob`` carries everything one client's local training needs (its state, the
+algorithm's context and client-side parameters, the schedule, the round seed), so an executor
+may run it in another process or on another machine. A ``Worker`` holds the clients' data
+and one working model per model structure, built once; the serial executor calls the run's
+own worker in this process, the ``ray`` executor builds one worker per actor from the run's
+config - the same code path, so serial stays the reference for every executor.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from fmtlbench.components import Algorithm, Params, Phase, Update
+from fmtlbench.exchange import ExchangeView
+from fmtlbench.federation import Federation, State, snapshot, to_device
+from fmtlbench.training import step_settings, train_local
+
+
+@dataclass
+class ClientJob:
+    """One client's local training in one round, with nothing left to look up on the server."""
+
+    client: int
+    round: int
+    lr: float
+    phases: list[Phase]
+    context: Any
+    #: ``derive_seed(run seed, round, client)``: seeds torch and the client's shuffling.
+    seed: int
+    #: The client's state (state keys) at the start of the round.
+    state: State
+    #: Exchange names the client sends up.
+    wanted: list[str]
+    #: The algorithm's class and parameters: a fresh instance gives ``client_loss``, so the
+    #: client side cannot read or change server-side algorithm state.
+    algorithm: tuple[type[Algorithm], Params]
+
+
+@dataclass
+class ClientResult:
+    client: int
+    state: State
+    update: Update
+    losses: dict[str, float]
+
+
+class Worker:
+    """Trains client jobs on the clients' data with working models built once.
+
+    Pickling a worker ships only its run config; unpickling builds the federation from it
+    (data, partition, models) - which is how an executor gives each of its processes its own
+    worker. Training reads nothing of the federation but data and models, so a worker built
+    elsewhere gives bit-identical results on the same device.
+    """
+
+    def __init__(self, fed: Federation) -> None:
+        self.fed = fed
+
+    @classmethod
+    def from_config(cls, config: Any, device: str | None = None) -> Worker:
+        """A worker built in this process from a run config. ``device`` (default: the
+        environment's ``FMTLBENCH_WORKER_DEVICE``, set by an executor that reserved a GPU for
+        this process) overrides the config's own."""
+        from fmtlbench.federation import build_federation
+        from fmtlbench.registry import load_registry
+
+        device = device or os.environ.get("FMTLBENCH_WORKER_DEVICE")
+        if device is not None:
+            config = config.model_copy(update={"device": device})
+        return cls(build_federation(config, load_registry()))
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (Worker.from_config, (self.fed.config,))
+
+    def __call__(self, job: ClientJob) -> ClientResult:
+        return self.train(job)
+
+    def train(self, job: ClientJob) -> ClientResult:
+        """Run ``job``: the client's state into its working model, local training, the new
+        state and the update the client sends up."""
+        fed, k = self.fed, job.client
+        client = fed.clients[k]
+        torch.manual_seed(job.seed)
+        client.train.generator.manual_seed(job.seed)
+        model = fed.model_of(k)
+        model.load_state_dict(job.state)
+        cls, params = job.algorithm
+        side = cls(params)
+        view = ExchangeView(model, fed.names[k])
+        losses = train_local(
+            model,
+            client.train,
+            client.specs,
+            job.phases,
+            client.epochs,
+            job.lr,
+            fed.config.training.weight_decay,
+            lambda _model, context: side.client_loss(view, context),
+            to_device(job.context, fed.device),
+            **step_settings(fed.config.training),
+        )
+        state = snapshot(model)
+        wanted = set(job.wanted)
+        sent = {name: state[key] for key, name in fed.names[k].items() if name in wanted}
+        return ClientResult(k, state, Update(k, len(client.train.dataset), sent), losses)
