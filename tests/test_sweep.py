@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from click.testing import CliRunner
 from conftest import TINY_TWIN
@@ -204,3 +205,37 @@ def test_dry_run_cost_comes_from_a_pilot_and_says_so(tmp_path):
         for c in fed.manifest.clients
     )
     assert pilot.cost(fed) == by_hand
+
+
+@pytest.mark.slow
+def test_ctrl_c_kills_the_running_cell_and_a_rerun_resumes_it(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = _sweep_file(tmp_path, grid={"algorithm.name": ["fedavg"], "training.rounds": [3]})
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fmtlbench", "sweep", path],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    checkpoints = tmp_path / "checkpoints"
+    deadline = time.monotonic() + 300
+    while not any(checkpoints.glob("*")) and proc.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint after 300 s"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0, output
+    assert "Traceback" not in output, output
+    client, runs = _runs(tmp_path)
+    assert [r.info.status for r in runs] == ["KILLED"], output
+    again = _sweep(path)
+    assert "1 ran (1 resumed), 0 skipped" in again.output, again.output
+    _, after = _runs(tmp_path)
+    assert [(r.info.run_id, r.info.status) for r in after] == [(runs[0].info.run_id, "FINISHED")]
