@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from conftest import TINY_TWIN
 from mlflow.tracking import MlflowClient
 
-from fmtlbench import cachekey
+from fmtlbench import cachekey, checkpoint
 from fmtlbench.cli import main
 
 
@@ -226,7 +226,8 @@ def test_ctrl_c_kills_the_running_cell_and_a_rerun_resumes_it(tmp_path):
     )
     checkpoints = tmp_path / "checkpoints"
     deadline = time.monotonic() + 300
-    while not any(checkpoints.glob("*")) and proc.poll() is None:
+    # the checkpoint of round 1, written atomically: from then on the cell is resumable
+    while not any(checkpoints.glob(f"*/{checkpoint.NAME}")) and proc.poll() is None:
         assert time.monotonic() < deadline, "no checkpoint after 300 s"
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
