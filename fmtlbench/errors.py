@@ -14,6 +14,12 @@ class ConfigError(FmtlbenchError):
     """A configuration value is missing, malformed or out of range."""
 
 
+class WeightsMissingError(ConfigError):
+    """Pretrained weights a run starts from are not on this machine (the message says how to
+    get them). Its own class so a dry run can report it as a precondition of the run instead
+    of calling the cell invalid."""
+
+
 class UnknownComponentError(ConfigError):
     """A component name is not registered by any installed plugin."""
 

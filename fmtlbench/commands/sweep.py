@@ -6,8 +6,6 @@ command runs.
 
 from __future__ import annotations
 
-import time
-
 import click
 
 #: Flags that configure the cell executor, and the ``Params`` field each one sets.
@@ -88,9 +86,13 @@ def _refuse_unreachable_store(executor_name: str, address: str | None, uris: set
             )
 
 
-def _table(cells, with_cost: dict | None = None) -> None:
+def _table(cells, with_cost: bool = False) -> None:
+    """The plan: one row per cell; long reasons and warnings as numbered notes below it, each
+    written once however many cells share it."""
     from rich.console import Console
     from rich.table import Table
+
+    from fmtlbench.sweep.pilot import duration
 
     axes = list(dict.fromkeys(k for c in cells for k in c.axes))
     table = Table(show_lines=False)
@@ -98,17 +100,26 @@ def _table(cells, with_cost: dict | None = None) -> None:
     for axis in axes:
         table.add_column(axis)
     table.add_column("state")
-    if with_cost is not None:
-        table.add_column("est. s", justify="right")
-    table.add_column("run / reason", overflow="fold")
+    if with_cost:
+        table.add_column("est. cost", justify="right")
+    table.add_column("run / note", overflow="fold")
+    notes: dict[str, int] = {}
+
+    def note(text: str) -> str:
+        return f"[{notes.setdefault(text, len(notes) + 1)}]"
+
     for c in cells:
         row = [str(c.index), *(str(c.axes.get(a, "")) for a in axes), c.state]
-        if with_cost is not None:
-            cost = with_cost.get(c.index)
-            row.append("" if cost is None else f"{cost:.0f}")
-        row.append(c.invalid or c.run_id or "")
+        if with_cost:
+            row.append(duration(c.extra.get("cost")))
+        marks = [f"invalid {note(c.invalid)}"] if c.invalid else []
+        marks += [f"warning {note(c.warning)}"] if c.warning else []
+        row.append(" ".join([*([c.run_id] if c.run_id else []), *marks]))
         table.add_row(*row)
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for text, number in notes.items():
+        console.print(f"[{number}] {text}", markup=False, highlight=False)
 
 
 @click.command()
@@ -131,6 +142,7 @@ def _table(cells, with_cost: dict | None = None) -> None:
 @click.option("--tracking-uri", help="MLflow tracking URI of every cell.")
 @click.option("--experiment", help="MLflow experiment of every cell.")
 @click.option("--dry-run", is_flag=True, help="Show the cells, their state and cost; run none.")
+@click.option("--no-pilot", is_flag=True, help="With --dry-run: no cost estimate, an instant plan.")
 @click.option("--status", is_flag=True, help="Show done / running / failed / pending cells.")
 @click.option("--retry-failed", is_flag=True, help="Run FAILED cells again.")
 @click.option("--executor", "executor_name", default="serial", show_default=True)
@@ -147,6 +159,7 @@ def sweep(
     tracking_uri,
     experiment,
     dry_run,
+    no_pilot,
     status,
     retry_failed,
     executor_name,
@@ -188,33 +201,77 @@ def sweep(
     from fmtlbench import preflight
 
     preflight.check_all([c.config for c in cells], registry)  # before any cell reads data
-    click.echo(f"sweep '{spec.name}': {len(cells)} cells; checking each (no training) ...")
+
+    from fmtlbench.sweep.pilot import METHOD, Pilot, duration
+
+    pilot = Pilot() if dry_run and not no_pilot else None
+    doing = "checking each and timing a pilot of each model structure" if pilot else "checking each"
+    click.echo(f"sweep '{spec.name}': {len(cells)} cells; {doing} (no training) ...")
     for cell in cells:
-        plan.probe(cell, registry)
+        plan.probe(cell, registry, pilot)
     cache.lookup(cells)
     counts = {s: sum(c.state == s for c in cells) for s in dict.fromkeys(c.state for c in cells)}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+    warned = sum(c.warning is not None for c in cells)
+    if warned:
+        summary += f"; {warned} with a warning (a precondition this machine lacks, see notes)"
     if status or dry_run:
-        _table(cells)
+        _table(cells, with_cost=pilot is not None)
         click.echo(f"{len(cells)} cells: {summary}")
+        if pilot is not None:
+            costs = [c.extra["cost"] for c in cells if "cost" in c.extra and c.state != "done"]
+            click.echo(
+                f"estimated cost of the {len(costs)} cells still to run: {duration(sum(costs))} "
+                f"on this machine, one cell at a time ({METHOD}; "
+                f"{len(pilot.measured)} structures measured)"
+            )
         return
     from fmtlbench import tracking
-    from fmtlbench.sweep.run import run_sweep
+    from fmtlbench.sweep.run import run_sweep, todo
 
+    blocked = [c for c in todo(cells, retry_failed) if c.warning]
+    if blocked:
+        raise ConfigError(
+            f"sweep '{spec.name}': {len(blocked)} cells cannot start here, e.g. cell "
+            f"{blocked[0].index} ({blocked[0].label}): {blocked[0].warning}"
+        )
+    # Call site of the preflight checks (disk, store, data) before the first cell starts.
     # the one call site that readies the store before cells open it concurrently
     prepare = getattr(tracking, "prepare_store", None)
     if prepare is not None:
         for uri in {c.config.tracking.uri for c in cells}:
             prepare(uri)
     click.echo(f"{len(cells)} cells: {summary}")
-    started = time.monotonic()
-
-    def show(cell, event) -> None:
-        elapsed = time.monotonic() - started
-        detail = f": {event.error}" if event.error else ""
-        click.echo(f"[{elapsed:7.1f}s] cell {cell.index} {event.state} ({cell.label}){detail}")
-
-    report = run_sweep(spec.name, cells, executor, retry_failed, on_event=show)
+    report = _run_with_progress(spec.name, cells, executor, retry_failed, run_sweep)
     click.echo(f"sweep '{spec.name}': {report.line()}")
     if report.failed:
         raise SystemExit(1)
+
+
+def _run_with_progress(name, cells, executor, retry_failed, run_sweep):
+    """Run the sweep under the live progress view; each event also printed as one line."""
+    from rich.console import Console
+    from rich.live import Live
+
+    from fmtlbench.sweep.progress import Progress
+    from fmtlbench.sweep.run import todo
+
+    progress = Progress(name, [c.state for c in cells])
+    progress.todo = len(todo(cells, retry_failed))
+    progress.skipped = len(cells) - progress.todo
+    console = Console()
+    with Live(progress, console=console, refresh_per_second=1, transient=True) as live:
+
+        def show(cell, event) -> None:
+            progress.update(event.state)
+            detail = f": {event.error}" if event.error else ""
+            live.console.print(
+                f"[{progress.elapsed:7.1f}s] cell {cell.index} {event.state} ({cell.label})"
+                f"{detail}",
+                markup=False,
+                highlight=False,
+            )
+
+        report = run_sweep(name, cells, executor, retry_failed, on_event=show)
+    console.print(progress.line(), markup=False, highlight=False)
+    return report

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fmtlbench.config import RunConfig, build_config, parse_assignment
-from fmtlbench.errors import ConfigError, FmtlbenchError
+from fmtlbench.errors import ConfigError, FmtlbenchError, WeightsMissingError
 from fmtlbench.sweep.spec import KIND_OF_PATH, SweepSpec
 
 
@@ -29,6 +29,9 @@ class Cell:
     invalid: str | None = None
     state: str = "pending"
     run_id: str | None = None
+    #: A precondition the cell's run needs and this machine lacks (e.g. pretrained weights):
+    #: the plan stays useful, the run itself refuses to start until it is met.
+    warning: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -96,19 +99,41 @@ def build_cells(spec: SweepSpec, registry, extra: list[dict[str, Any]] | None = 
     return cells
 
 
-def probe(cell: Cell, registry) -> None:
-    """Build the cell's federation (no training) to learn its cache key, or why it is invalid."""
+def probe(cell: Cell, registry, pilot=None) -> None:
+    """Build the cell's federation (no training) to learn its cache key, or why it is invalid.
+
+    Missing pretrained weights do not make a cell invalid: its validity is then judged on the
+    same models with random weights, and the missing weights become the cell's warning (its
+    cache key, which hashes the weights, stays unknown until they are there). With a
+    ``pilot`` (``fmtlbench.sweep.pilot.Pilot``) the cell's estimated cost goes to
+    ``extra["cost"]``."""
     from fmtlbench import cachekey
     from fmtlbench.federation import build_federation
     from fmtlbench.runner import run_tags
 
+    config = cell.config
     try:
-        fed = build_federation(cell.config, registry)
+        try:
+            fed = build_federation(config, registry)
+        except WeightsMissingError as exc:
+            cell.warning = str(exc)
+            config = without_weights(config)
+            fed = build_federation(config, registry)
     except FmtlbenchError as exc:
         cell.invalid, cell.state = str(exc), "invalid"
         return
-    cell.key = run_tags(fed, registry)[cachekey.TAG]
     cell.extra["structures"] = sorted({str(k) for k in fed.models})
+    if pilot is not None:
+        cell.extra["cost"] = pilot.cost(fed)
+    if cell.warning is None:
+        cell.key = run_tags(fed, registry)[cachekey.TAG]
+
+
+def without_weights(config: RunConfig) -> RunConfig:
+    """The same run from random backbone weights: same models, nothing to load."""
+    data = config.dump()
+    data["backbone"].setdefault("params", {})["weights"] = "scratch"
+    return RunConfig.model_validate(data)
 
 
 def grid_from_assignment(text: str) -> dict[str, list[Any]]:

@@ -21,7 +21,7 @@ from pydantic import Field
 from fmtlbench import hookimpl
 from fmtlbench.components import Backbone, Params
 from fmtlbench.download import sha256_of
-from fmtlbench.errors import ConfigError
+from fmtlbench.errors import ConfigError, WeightsMissingError
 
 from .weights import offline_hub, read_state_dict
 
@@ -121,7 +121,7 @@ class TimmBackbone(Backbone):
             ) from exc
         cached = self._cached_hub_file()
         if cached is None:
-            raise ConfigError(self._not_cached_message(constants.HF_HUB_CACHE))
+            raise WeightsMissingError(self._not_cached_message(constants.HF_HUB_CACHE))
         try:
             with offline_hub():
                 body = self._create(resolution, pretrained=True)
