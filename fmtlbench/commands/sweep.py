@@ -235,7 +235,6 @@ def sweep(
             f"sweep '{spec.name}': {len(blocked)} cells cannot start here, e.g. cell "
             f"{blocked[0].index} ({blocked[0].label}): {blocked[0].warning}"
         )
-    # Call site of the preflight checks (disk, store, data) before the first cell starts.
     # the one call site that readies the store before cells open it concurrently
     prepare = getattr(tracking, "prepare_store", None)
     if prepare is not None:
