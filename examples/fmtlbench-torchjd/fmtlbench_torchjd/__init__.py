@@ -1,0 +1,1 @@
+"""Server-side aggregators from torchjd as fmtlbench algorithms."""
