@@ -15,7 +15,7 @@ import pluggy
 # personalised models at K = 8: 1.15 s -> 0.62 s). An explicit setting of the variable wins.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 #: Decorator with which plugins mark their ``register_*`` hook implementations.
 hookimpl = pluggy.HookimplMarker("fmtlbench")
