@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
+from click.testing import CliRunner, Result
 
 from fmtlbench import checkpoint
 from fmtlbench.engine import Evaluation
@@ -159,21 +160,23 @@ def test_a_damaged_checkpoint_is_refused(tmp_path: Path) -> None:
     assert "damaged" in _refused(path)
 
 
+def _cli(*args: str) -> Result:
+    """``fmtlbench`` in-process: what is checked is the command's message and exit code, and
+    a subprocess per call costs seconds of imports."""
+    from fmtlbench.cli import main
+
+    return CliRunner().invoke(main, list(args))
+
+
 def test_resume_from_a_planted_pickle_runs_nothing(tmp_path: Path) -> None:
     """End to end through the CLI: one line, non-zero exit, no traceback, no marker."""
     marker = tmp_path / "marker"
     path = checkpoint.checkpoint_path(tmp_path / "ckpt", "planted")
     path.parent.mkdir(parents=True)
     path.write_bytes(_malicious_pickle(marker))
-    out = subprocess.run(
-        [sys.executable, "-m", "fmtlbench", "run", "--resume", "planted"]
-        + ["--set", f"checkpoint_dir={tmp_path / 'ckpt'}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode != 0
-    assert "not an fmtlbench checkpoint" in out.stderr + out.stdout
+    out = _cli("run", "--resume", "planted", "--set", f"checkpoint_dir={tmp_path / 'ckpt'}")
+    assert out.exit_code != 0
+    assert "not an fmtlbench checkpoint" in out.output
     assert "Traceback" not in out.stderr
     assert not marker.exists()
 
@@ -225,16 +228,12 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_says_what_is_needed(tmp_p
 
 
 def test_resume_refuses_other_flags_by_name(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "fmtlbench", "run", "--resume", "any", "--algo", "fedprox"]
-        + ["--seed", "3", "--rounds", "9", "--set", "training.lr=1"]
-        + ["--set", f"checkpoint_dir={tmp_path}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    out = _cli(
+        *["run", "--resume", "any", "--algo", "fedprox", "--seed", "3", "--rounds", "9"],
+        *["--set", "training.lr=1", "--set", f"checkpoint_dir={tmp_path}"],
     )
-    assert out.returncode != 0 and "Traceback" not in out.stderr
-    message = (out.stderr + out.stdout).strip()
+    assert out.exit_code != 0 and "Traceback" not in out.stderr
+    message = out.output.strip()
     assert "--algo, --seed, --set training.lr=1 cannot be used with --resume" in message
     assert "--rounds," not in message and "checkpoint_dir=/" not in message
 
