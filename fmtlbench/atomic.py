@@ -34,3 +34,13 @@ def atomic_folder(out: Path) -> Iterator[Path]:
         os.replace(scratch / out.name, out)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a rename or a new file in ``folder`` durable: the folder entry itself is flushed,
+    not only the file's bytes (checkpoints and the tracking outbox rely on it)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -31,6 +31,7 @@ import safetensors.torch
 import torch
 
 from fmtlbench import signals
+from fmtlbench.atomic import fsync_folder
 from fmtlbench.engine import Evaluation
 from fmtlbench.errors import CheckpointError
 
@@ -179,14 +180,6 @@ def _temp_path(path: Path) -> Path:
     return path.parent / f"{_temp_prefix()}{os.getpid()}.tmp"
 
 
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _mb(n: float) -> str:
     return f"{n / 1e6:.1f} MB"
 
@@ -222,7 +215,7 @@ def save(path: Path, payload: dict[str, Any]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_folder(path.parent)
+    fsync_folder(path.parent)
 
 
 def load(path: Path) -> dict[str, Any]:

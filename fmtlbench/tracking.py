@@ -37,6 +37,7 @@ from filelock import FileLock, Timeout  # noqa: E402
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from fmtlbench.atomic import fsync_folder
 from fmtlbench.config import TrackingConfig  # noqa: E402
 from fmtlbench.errors import ConfigError, DataError, TrackingError, TrackingLost  # noqa: E402
 
@@ -219,14 +220,6 @@ def _bounded(settings: TrackingConfig, fn: Callable[..., T], *args: Any, **kwarg
 
 
 # ------------------------------------------------------------------------------- outbox
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Outbox:
     """Tracking records a lost store did not take, one JSON object a line, in sending order.
 
@@ -257,7 +250,7 @@ class Outbox:
         finally:
             os.close(fd)
         if new:
-            _fsync_dir(self.path.parent)
+            fsync_folder(self.path.parent)
 
     def records(self) -> list[dict[str, Any]]:
         if not self.path.exists():
@@ -283,7 +276,7 @@ class Outbox:
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
         if self.path.parent.exists():
-            _fsync_dir(self.path.parent)
+            fsync_folder(self.path.parent)
 
 
 def outbox_files(target: Path) -> list[Path]:

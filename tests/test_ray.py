@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from fmtlbench.errors import ConfigError
 from fmtlbench.registry import load_registry
@@ -81,7 +82,14 @@ def _outcomes(events) -> dict[int, tuple[str, object]]:
 
 def test_ray_cells_give_exactly_the_serial_metrics(ray_local, tmp_path):
     serial_cls = load_registry().get("executor", "serial")
-    serial = _outcomes(serial_cls().run_cells(run_cell, _cells(tmp_path / "serial")))
+    # a Ray cell runs with torch threads = its CPU share (1 by default); evaluation reductions
+    # depend on the thread count, so the serial reference runs with the same one
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        serial = _outcomes(serial_cls().run_cells(run_cell, _cells(tmp_path / "serial")))
+    finally:
+        torch.set_num_threads(threads)
     ray = _outcomes(_executor().run_cells(run_cell, _cells(tmp_path / "ray")))
     assert sorted(ray) == [0, 1, 2, 3]
     for index, (state, metrics) in serial.items():

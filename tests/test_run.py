@@ -100,6 +100,8 @@ def _newest_killed(client: MlflowClient):
     )[0]
 
 
+@pytest.mark.slow  # CI runs the same check as tests/test_kill.py (SIGTERM mid-round, and all nine
+# algorithms resumed in process)
 def test_interrupted_run_is_killed_with_checkpoint_and_resumes_identically(tiny_config):
     config = tiny_config(training={"rounds": 2, "eval_initial": False})
     straight = execute(config)
@@ -169,6 +171,7 @@ def test_a_run_killed_between_checkpoints_resumes_from_the_last_saved_round(tiny
     assert resumed.history[3]["comm/down_bytes"] == straight.history[3]["comm/down_bytes"]
 
 
+@pytest.mark.slow  # in CI through tests/test_kill.py's nine-algorithm resume test (comm/* equal)
 def test_resumed_fedprox_counts_its_anchor_download_like_the_uninterrupted_run(tiny_config):
     """FedProx's anchor is the global model each client was just sent: the delivery record
     survives the checkpoint, so round 2 after a resume does not count it as downloaded again."""
