@@ -376,51 +376,19 @@ def test_a_tracking_server_that_never_answers_is_refused_within_the_probe_timeou
 
 
 @pytest.mark.slow
-def test_a_live_tracking_server_passes_and_is_refused_once_stopped(tmp_path):
-    """A real ``mlflow server`` on 127.0.0.1: the probe creates the experiment on it; once
-    the server is stopped, the same probe is refused in seconds."""
-    import signal
-    import subprocess
-    import sys
-    import urllib.request
-
+def test_a_live_tracking_server_passes_and_is_refused_once_stopped(mlflow_server):
+    """A real ``mlflow server`` on 127.0.0.1 (the session's, from conftest): the probe creates
+    the experiment on it; once the server is stopped, the same probe is refused in seconds."""
     from fmtlbench import preflight
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    uri = f"http://127.0.0.1:{port}"
-    mlflow = str(Path(sys.executable).with_name("mlflow"))
-    command = [mlflow, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-               "--backend-store-uri", f"sqlite:///{tmp_path / 'db.sqlite'}",
-               "--default-artifact-root", str(tmp_path / "artifacts")]  # fmt: skip
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # fmt: skip
+    uri = mlflow_server.url
+    preflight.check_store(uri, "pf-live")
+    assert MlflowClient(tracking_uri=uri).get_experiment_by_name("pf-live") is not None
+    mlflow_server.kill()
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "mlflow server did not start within 90 s"
-            time.sleep(0.5)
-        preflight.check_store(uri, "pf-live")
-        assert MlflowClient(tracking_uri=uri).get_experiment_by_name("pf-live") is not None
+        started = time.monotonic()
+        with pytest.raises(ConfigError, match="Connection refused"):
+            preflight.check_store(uri, "pf-live")
+        assert time.monotonic() - started < 30
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
-    started = time.monotonic()
-    with pytest.raises(ConfigError, match="Connection refused"):
-        preflight.check_store(uri, "pf-live")
-    assert time.monotonic() - started < 30
+        mlflow_server.start()  # the session's server, for the tests after this one
