@@ -13,11 +13,17 @@ import hashlib
 import json
 import shutil
 import stat
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from fmtlbench_builtins.datasets.annotation import PART_GROUPS, read_parts
+from fmtlbench_builtins.datasets.annotation import (
+    PART_GROUPS,
+    read_label_map,
+    read_parts,
+    write_label_map,
+)
 from fmtlbench_builtins.datasets.contour import laplacian, thin
 from fmtlbench_builtins.datasets.pascal import PascalContext, in_voc12, register_datasets
 from fmtlbench_builtins.datasets.photo import render_photo
@@ -371,3 +377,14 @@ def test_twin_is_deterministic_and_params_are_validated(twin, tmp_path: Path) ->
             PascalContext.Params(**bad)
     with pytest.raises(DataError, match="already exists"):
         PascalContext.synthesize(twin.root, twin.params)
+
+
+def test_label_maps_written_a_second_apart_are_the_same_bytes(tmp_path: Path) -> None:
+    """scipy stamps the clock into a MAT header; twins must not depend on when they were made."""
+    labels = np.arange(12, dtype=np.uint16).reshape(3, 4)
+    write_label_map(tmp_path / "a.mat", labels)
+    time.sleep(1.1)
+    write_label_map(tmp_path / "b.mat", labels)
+    assert (tmp_path / "a.mat").read_bytes() == (tmp_path / "b.mat").read_bytes()
+    np.testing.assert_array_equal(read_label_map(tmp_path / "b.mat"), labels)
+    assert loadmat(tmp_path / "b.mat")["LabelMap"].dtype == np.uint16

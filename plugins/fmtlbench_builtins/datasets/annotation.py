@@ -145,8 +145,6 @@ def read_label_map(path: Path) -> np.ndarray:
 # --------------------------------------------------------------------------- writing
 def write_parts(path: Path, image_id: str, objects: Sequence[AnnotatedObject]) -> None:
     """Write ``objects`` as a PASCAL-Part ``anno`` struct, laid out as MATLAB stores it."""
-    from scipy.io import savemat
-
     part_type = [("part_name", object), ("mask", object)]
     obj_type = [("class", object), ("class_ind", object), ("mask", object), ("parts", object)]
     records = np.zeros((1, len(objects)), dtype=obj_type)
@@ -163,11 +161,29 @@ def write_parts(path: Path, image_id: str, objects: Sequence[AnnotatedObject]) -
             parts,
         )
     anno = {"imname": image_id, "objects": records}
-    savemat(path, {"anno": anno}, do_compression=True, oned_as="row")
+    _save_mat(path, {"anno": anno}, oned_as="row")
 
 
 def write_label_map(path: Path, labels: np.ndarray) -> None:
     """Write a PASCAL-Context ``LabelMap`` (uint16 class ids)."""
+    _save_mat(path, {"LabelMap": np.asarray(labels, dtype=np.uint16)})
+
+
+#: The MAT 5 header's text field: 116 bytes, space-padded as MATLAB writes it.
+_MAT_HEADER_TEXT = b"MATLAB 5.0 MAT-file, written by fmtlbench".ljust(116)
+
+
+def _save_mat(path: Path, mdict: dict, **options: object) -> None:
+    """``savemat`` with a fixed header text.
+
+    scipy stamps the wall-clock time into the header, so two twins made from the same seed
+    a second apart would differ byte for byte; twins must be reproducible files.
+    """
+    import io
+
     from scipy.io import savemat
 
-    savemat(path, {"LabelMap": np.asarray(labels, dtype=np.uint16)}, do_compression=True)
+    buffer = io.BytesIO()
+    savemat(buffer, mdict, do_compression=True, **options)
+    data = buffer.getvalue()
+    Path(path).write_bytes(_MAT_HEADER_TEXT + data[len(_MAT_HEADER_TEXT) :])
