@@ -119,7 +119,6 @@ def test_a_cluster_address_refuses_a_local_tracking_store(tmp_path, tiny_config)
     executor.check_tracking([server])  # a server every machine can reach is fine
 
 
-@pytest.mark.slow  # ~160 s on the loaded 2-core machine: two actors each build data and model
 def test_clients_on_two_actors_give_exactly_the_serial_metrics(ray_local, tmp_path):
     """Client-parallel: the same run with its clients on two Ray actors (built once, reused in
     round 2) ends with the serial run's metrics to the last bit; FedProx sends a context."""

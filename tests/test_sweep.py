@@ -113,7 +113,6 @@ def _cells(path):
     return build_cells(load_spec(path), load_registry())
 
 
-@pytest.mark.slow  # ~26 s: two sweeps of a real cell; run with -m slow
 def test_an_interrupted_cell_resumes_its_own_run(tmp_path):
     from test_run import StopAt
 
