@@ -124,9 +124,16 @@ def test_clients_on_two_actors_give_exactly_the_serial_metrics(ray_local, tmp_pa
     round 2) ends with the serial run's metrics to the last bit; FedProx sends a context."""
     two_rounds = {**SMALL, "training": {**SMALL["training"], "rounds": 2}}
     base = {"algorithm": {"name": "fedprox", "params": {"mu": 0.1}}, **two_rounds}
-    serial = run_cell({"tmp": str(tmp_path / "serial"), "set": base})
     on_ray = {**base, "executor": {"name": "ray", "params": {"workers": 2}}}
-    ray = run_cell({"tmp": str(tmp_path / "ray"), "set": on_ray})
+    # the actors train with torch threads = their CPU share (1); float reductions depend on the
+    # thread count, so the driver (serial training, and evaluation in both runs) uses 1 too
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        serial = run_cell({"tmp": str(tmp_path / "serial"), "set": base})
+        ray = run_cell({"tmp": str(tmp_path / "ray"), "set": on_ray})
+    finally:
+        torch.set_num_threads(threads)
     assert any(k.startswith("G/") for k in serial), serial
     assert ray == serial
     # the actors were stopped at the end of the run, and the session's Ray is still up
