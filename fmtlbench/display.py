@@ -10,6 +10,7 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from fmtlbench import metric_keys as keys
 from fmtlbench.tasks import DISPLAY_SCALE
 
 #: Redraws per second of the progress bars. Rich's default (10) redraws a display whose finest
@@ -78,9 +79,13 @@ class RichReporter:
 
     def round_finished(self, round: int, metrics: Mapping[str, float]) -> None:
         self.progress.advance(self._rounds)
-        loss = metrics.get("train/loss")
+        loss = metrics.get(keys.TRAIN_LOSS)
         shown = f"round {round}: train loss {loss:.4f}" if loss is not None else f"round {round}"
-        deltas = [f"Δ_{k[-1]} {v:+.2f}%" for k, v in metrics.items() if k.startswith("delta/")]
+        deltas = [
+            f"Δ_{s} {metrics[keys.delta(s)]:+.2f}%"
+            for s in keys.SETTINGS
+            if keys.delta(s) in metrics
+        ]
         self.progress.console.print("  ".join([shown, *deltas]))
 
 

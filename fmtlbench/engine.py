@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from fmtlbench import metric_keys as keys
 from fmtlbench import signals, traffic
 from fmtlbench.config import RunConfig
 from fmtlbench.delta import delta_percent
@@ -47,8 +48,12 @@ class NullReporter:
 def primary_keys(pairs: Iterable[tuple[str, str, Any]]) -> list[str]:
     """Metric keys of the primary metric of each (dataset, task, spec), globally and personally
     evaluated: what a delta-percent reference must hold (the pre-flight check uses it too)."""
-    keys = [f"{kind}/{ds}/{task}/{spec.primary[0]}" for ds, task, spec in pairs for kind in "GP"]
-    return list(dict.fromkeys(keys))
+    names = [
+        str(keys.TaskMetric(setting, ds, task, spec.primary[0]))
+        for ds, task, spec in pairs
+        for setting in keys.SETTINGS
+    ]
+    return list(dict.fromkeys(names))
 
 
 @dataclass
@@ -131,7 +136,7 @@ class Engine:
         lr = round_lr(cfg.lr, r, cfg.rounds, cfg.warmup_rounds)
         self.reporter.round_started(r, cfg.rounds, len(fed.clients))
         jobs = self.client_jobs(r, lr)
-        metrics: dict[str, float] = {"lr": lr}
+        metrics: dict[str, float] = {keys.LR: lr}
         down = [
             traffic.context_bytes(j.context, fed.groups[j.client], self.delivered[j.client])
             for j in jobs
@@ -142,7 +147,7 @@ class Engine:
             fed.states[result.client] = result.state
             updates.append(result.update)
             for key, value in result.losses.items():
-                metrics[f"client{result.client}/train/{key}"] = value
+                metrics[keys.client_train(result.client, key)] = value
             self.reporter.client_done(result.client, result.losses)
             if len(updates) == 1:
                 signals.pause("round", r)  # test hook (mid-round), inert by default
@@ -150,7 +155,7 @@ class Engine:
         phase_laps = {"train": self.lap()}
         payloads = fed.algorithm.aggregate(r, updates)
         algo = fed.algorithm
-        metrics.update({f"algo/{algo.name}/{k}": v for k, v in algo.round_metrics().items()})
+        metrics.update({keys.algorithm(algo.name, k): v for k, v in algo.round_metrics().items()})
         for k, payload in payloads.items():
             fed.apply(k, payload)
         t2 = time.perf_counter()
@@ -161,13 +166,15 @@ class Engine:
             self.delivered[k] = traffic.storage_ids(payload)
         metrics.update(self.traffic_metrics(up, down))
         phase_laps["aggregate"] = self.lap()
-        totals = [v for key, v in metrics.items() if key.endswith("/train/total")]
-        metrics["train/loss"] = sum(totals) / max(len(totals), 1)
+        names = [keys.client_train(u.client, "total") for u in updates]
+        totals = [metrics[n] for n in names if n in metrics]
+        metrics[keys.TRAIN_LOSS] = sum(totals) / max(len(totals), 1)
         if r % cfg.eval_every == 0 or r == cfg.rounds:
             metrics.update(self.evaluation_metrics(self.evaluate(r)))
         phase_laps["eval"] = self.lap()
         t3 = time.perf_counter()
-        metrics.update({"time/train": t1 - t0, "time/aggregate": t2 - t1, "time/eval": t3 - t2})
+        spans = {"train": t1 - t0, "aggregate": t2 - t1, "eval": t3 - t2}
+        metrics.update({keys.time(phase): seconds for phase, seconds in spans.items()})
         metrics.update(self.energy_metrics(phase_laps))
         self.reporter.round_finished(r, metrics)
         return metrics
@@ -182,12 +189,12 @@ class Engine:
         out: dict[str, float] = {}
         for phase, (kwh, co2) in laps.items():
             if kwh == kwh:  # not NaN
-                out[f"energy/{phase}_kwh"] = kwh
-                out[f"energy/{phase}_co2_kg"] = co2
+                out[keys.energy("kwh", phase)] = kwh
+                out[keys.energy("co2_kg", phase)] = co2
         measured = [laps[p] for p in laps if laps[p][0] == laps[p][0]]
         if measured:
-            out["energy/kwh"] = sum(k for k, _ in measured)
-            out["energy/co2_kg"] = sum(c for _, c in measured)
+            out[keys.energy("kwh")] = sum(k for k, _ in measured)
+            out[keys.energy("co2_kg")] = sum(c for _, c in measured)
         return out
 
     @staticmethod
@@ -200,9 +207,9 @@ class Engine:
             total = 0
             for k, groups in table.items():
                 for group, size in groups.items():
-                    out[f"comm/client{k}/{direction}/{group}"] = size
+                    out[str(keys.Traffic(k, direction, group))] = size
                     total += size
-            out[f"comm/{direction}_bytes"] = total
+            out[keys.traffic_total(direction)] = total
         return out
 
     # ------------------------------------------------------------------ evaluation
@@ -247,7 +254,7 @@ class Engine:
             digest_seconds=digest_seconds,
         )
         if self.reference:
-            for kind in ("G", "P"):
+            for kind in keys.SETTINGS:
                 result.delta[kind] = self.delta(kind, summary[kind])
         self.last = result
         return result
@@ -260,7 +267,7 @@ class Engine:
             for task, metrics in tasks.items():
                 spec = self.fed.datasets[ds].tasks[task]
                 metric, low = spec.primary
-                key = f"{kind}/{ds}/{task}/{metric}"
+                key = str(keys.TaskMetric(kind, ds, task, metric))
                 values[key], lower[key] = metrics[metric][0], low
                 refs[key] = self.reference[key]
         return delta_percent(values, refs, lower)
@@ -272,16 +279,17 @@ class Engine:
             for ds, tasks in summary.items():
                 for task, metrics in tasks.items():
                     for metric, (mean, std) in metrics.items():
-                        out[f"{kind}/{ds}/{task}/{metric}"] = mean
-                        out[f"{kind}/{ds}/{task}/{metric}_std"] = std
+                        key = keys.TaskMetric(kind, ds, task, metric)
+                        out[str(key)] = mean
+                        out[key.std] = std
         for kind, rows in ev.per_client.items():
             for k, tasks in enumerate(rows):
                 for task, metrics in tasks.items():
                     for metric, value in metrics.items():
-                        out[f"client{k}/{kind}/{task}/{metric}"] = value
+                        out[str(keys.ClientMetric(k, kind, task, metric))] = value
         for kind, value in ev.delta.items():
-            out[f"delta/{kind}"] = value
-        out["eval/evaluated"] = float(ev.evaluated)
-        out["eval/shared"] = float(ev.shared)
-        out["time/eval_digest"] = ev.digest_seconds  # wall time: under time/ with the others
+            out[keys.delta(kind)] = value
+        out[keys.EVAL_EVALUATED] = float(ev.evaluated)
+        out[keys.EVAL_SHARED] = float(ev.shared)
+        out[keys.time("eval_digest")] = ev.digest_seconds  # wall time: under time/ with the others
         return out

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from fmtlbench import __version__, cachekey, checkpoint, signals
+from fmtlbench import metric_keys as keys
 from fmtlbench import resume as resume_state
 from fmtlbench.config import RunConfig
 from fmtlbench.energy import EnergyMeter
@@ -177,9 +178,9 @@ def execute(
         )
         tracker.log_json(final.summary, "metrics/summary.json")
         totals = {
-            key.replace("energy/", "energy/total_"): sum(h.get(key, 0.0) for h in history.values())
-            for key in ("energy/kwh", "energy/co2_kg")
-            if any(key in h for h in history.values())
+            keys.energy_total(unit): sum(h.get(keys.energy(unit), 0.0) for h in history.values())
+            for unit in ("kwh", "co2_kg")
+            if any(keys.energy(unit) in h for h in history.values())
         }
         if totals:
             tracker.log_metrics(totals, step=current)

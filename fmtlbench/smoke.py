@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from fmtlbench import metric_keys as keys
 from fmtlbench.config import RunConfig
 from fmtlbench.engine import Engine
 from fmtlbench.federation import build_federation
@@ -67,10 +68,10 @@ def smoke(
         result = SmokeResult(
             precision,
             images,
-            metrics["time/train"],
+            metrics[keys.time("train")],
             peak,
             f"{fed.device} memory" if cuda else "process RSS",
-            metrics["train/loss"],
+            metrics[keys.TRAIN_LOSS],
         )
         echo(result.line())
         results.append(result)

@@ -21,22 +21,23 @@ from fmtlbench.leaderboard import board as boards
 from fmtlbench.leaderboard import curves, plots, reference, stats
 from fmtlbench.leaderboard.pipeline import Request, run
 from fmtlbench.leaderboard.published import read_csv
-from fmtlbench.leaderboard.records import MetricKey, Record, method_labels
+from fmtlbench.leaderboard.records import Record, method_labels
 from fmtlbench.leaderboard.targets import time_to_target
+from fmtlbench.metric_keys import TaskMetric
 from fmtlbench.tasks import PRIMARY_METRIC
 
 SEMSEG, DEPTH, NORMALS = "G/nyudv2/semseg/miou", "G/nyudv2/depth/rmse", "G/nyudv2/normals/mean"
 
 
 def record(method="m", seed="0", final=None, history=None, tags=None, start=0, clients=None):
-    final = {MetricKey.parse(k): v for k, v in (final or {}).items()}
+    final = {TaskMetric.parse(k): v for k, v in (final or {}).items()}
     return Record(
         method=method,
         seed=seed,
         source=f"{method}-{seed}-{start}",
         tags=dict(tags or {}),
         final=final,
-        clients={(c, MetricKey.parse(k)): v for (c, k), v in (clients or {}).items()},
+        clients={(c, TaskMetric.parse(k)): v for (c, k), v in (clients or {}).items()},
         lower={k: PRIMARY_METRIC[k.task][1] for k in final},
         history=dict(history or {}),
         start_time=start,
@@ -61,8 +62,8 @@ def test_final_delta_by_hand_with_lower_is_better_and_weights():
 def test_keys_the_reference_lacks_are_left_out_and_reported():
     run_ = record(final={SEMSEG: 40.0, "G/pascal/parts/miou": 30.0})
     keys, excluded = curves.comparable_keys(run_, REF, "G")
-    assert keys == [MetricKey.parse(SEMSEG)]
-    assert "not evaluated by the reference" in excluded[MetricKey.parse("G/pascal/parts/miou")]
+    assert keys == [TaskMetric.parse(SEMSEG)]
+    assert "not evaluated by the reference" in excluded[TaskMetric.parse("G/pascal/parts/miou")]
     assert curves.final_delta(run_, REF, "G", {}) == pytest.approx(-20.0)
 
 
@@ -332,7 +333,7 @@ def test_csv_errors_name_the_file_and_the_fix(tmp_path):
         read_csv(bad)
     ok = tmp_path / "ok.csv"
     ok.write_text("method,setting,dataset,task,metric,value,lower_is_better\nA,G,d,t,bleu,1,no\n")
-    assert read_csv(ok)[0].lower == {MetricKey("G", "d", "t", "bleu"): False}
+    assert read_csv(ok)[0].lower == {TaskMetric("G", "d", "t", "bleu"): False}
 
 
 def test_cli_prints_the_delta_table_and_rejects_bad_options(tmp_path):
@@ -401,7 +402,7 @@ def test_collect_reads_finished_runs_and_maps_clients_to_datasets():
     records = collect.collect(client, exp, {"scenario": "niid6"})
     assert [r.source for r in records] == [wanted]
     r = records[0]
-    key = MetricKey.parse
+    key = TaskMetric.parse
     assert r.final == {
         key("G/nyudv2/semseg/miou"): 40.0,
         key("G/nyudv2/normals/mean"): 25.0,

@@ -14,8 +14,9 @@ import pandas as pd
 
 from fmtlbench.errors import ConfigError
 from fmtlbench.leaderboard import curves, stats
-from fmtlbench.leaderboard.records import SETTINGS, MetricKey, Record, latest_per_method_seed
+from fmtlbench.leaderboard.records import Record, latest_per_method_seed
 from fmtlbench.leaderboard.targets import Hit, time_to_target
+from fmtlbench.metric_keys import SETTINGS, TaskMetric
 
 #: Tags that must agree across the runs of one leaderboard, and the filter that fixes each.
 SINGLE_VALUED = {"scenario": "--scenario", "data": "--tag data=...", "clients": "--tag clients=..."}
@@ -105,7 +106,7 @@ def check_consistent(records: Sequence[Record]) -> None:
 
 def check_weights(records: Sequence[Record], weights: dict[str, float]) -> None:
     """Every task weight must name a task (or dataset/task) of the runs."""
-    known = {n for r in records for k in r.final for n in (k.task, f"{k.dataset}/{k.task}")}
+    known = {n for r in records for k in r.final for n in (k.task, k.task_label)}
     unknown = sorted(set(weights) - known)
     if unknown:
         raise ConfigError(
@@ -214,7 +215,7 @@ def build(
     return Board(title, options, reference_rule, results, settings, notes)
 
 
-def keys_of(records: Sequence[Record]) -> list[MetricKey]:
+def keys_of(records: Sequence[Record]) -> list[TaskMetric]:
     """All metric keys of the records, G before P, in a stable order."""
     keys = {k for r in records for k in r.final}
     return sorted(keys, key=lambda k: (SETTINGS.index(k.setting), str(k)))

@@ -10,22 +10,20 @@ when clients hold different datasets - its partition manifest, which says which 
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from fmtlbench.errors import ConfigError, FmtlbenchError
-from fmtlbench.leaderboard.records import PARAM_PREFIX, MetricKey, Record, method_labels
+from fmtlbench.leaderboard.records import PARAM_PREFIX, Record, method_labels
 from fmtlbench.leaderboard.reference import check_reference
 from fmtlbench.leaderboard.targets import COSTS
+from fmtlbench.metric_keys import ClientMetric, TaskMetric, Traffic, client_label
 from fmtlbench.tasks import PRIMARY_METRIC
 
 #: Tag marking the leaderboard's own MLflow runs.
 KIND_TAG = "fmtlbench.kind"
 LEADERBOARD_KIND = "leaderboard"
-CLIENT_METRIC = re.compile(r"^client(\d+)/(G|P)/([^/]+)/([^/]+)$")
-TRAFFIC_METRIC = re.compile(r"^comm/client\d+/(up|down)/.+$")
 PAGE = 1000
 
 
@@ -86,15 +84,13 @@ def search(client, exp_id: str, filters: Mapping[str, str]) -> list:
     ]
 
 
-def primary_keys(metrics: Mapping[str, float]) -> dict[MetricKey, float]:
+def primary_keys(metrics: Mapping[str, float]) -> dict[TaskMetric, float]:
     """The client-mean value of each task's primary metric among a run's metrics."""
     out = {}
     for name, value in metrics.items():
-        parts = name.split("/")
-        if len(parts) != 4 or parts[0] not in ("G", "P") or parts[2] not in PRIMARY_METRIC:
-            continue
-        if parts[3] == PRIMARY_METRIC[parts[2]][0]:
-            out[MetricKey(*parts)] = float(value)
+        key = TaskMetric.read(name)
+        if key is not None and PRIMARY_METRIC.get(key.task, ("",))[0] == key.metric:
+            out[key] = float(value)
     return out
 
 
@@ -133,15 +129,14 @@ def to_record(client, run, method: str, history: bool = True) -> Record:
         return record
     datasets = client_datasets(client, run, {k.dataset for k in final})
     for name, value in metrics.items():
-        if TRAFFIC_METRIC.match(name):
+        if Traffic.read(name) is not None:
             record.last_round[name] = float(value)
-        match = CLIENT_METRIC.match(name)
-        if not match:
+        each = ClientMetric.read(name)
+        if each is None:
             continue
-        k, setting, task, metric = match.groups()
-        key = MetricKey(setting, datasets(int(k)) or "?", task, metric)
+        key = TaskMetric(each.setting, datasets(each.client) or "?", each.task, each.metric)
         if key in final:
-            record.clients[(f"client{k}", key)] = float(value)
+            record.clients[(client_label(each.client), key)] = float(value)
     wanted = [str(k) for k in final] + [n for names in COSTS.values() for n in names]
     for name in wanted:
         if name in metrics:

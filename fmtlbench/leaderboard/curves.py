@@ -12,12 +12,13 @@ import math
 from collections.abc import Mapping
 
 from fmtlbench.delta import delta_percent
-from fmtlbench.leaderboard.records import MetricKey, Record
+from fmtlbench.leaderboard.records import Record
+from fmtlbench.metric_keys import TaskMetric
 
 
-def weight_of(key: MetricKey, weights: Mapping[str, float]) -> float:
+def weight_of(key: TaskMetric, weights: Mapping[str, float]) -> float:
     """Task weight of ``key``: ``dataset/task`` if given, else ``task``, else 1."""
-    for name in (f"{key.dataset}/{key.task}", key.task):
+    for name in (key.task_label, key.task):
         if name in weights:
             return float(weights[name])
     return 1.0
@@ -25,7 +26,7 @@ def weight_of(key: MetricKey, weights: Mapping[str, float]) -> float:
 
 def comparable_keys(
     record: Record, reference: Record, setting: str
-) -> tuple[list[MetricKey], dict[MetricKey, str]]:
+) -> tuple[list[TaskMetric], dict[TaskMetric, str]]:
     """(keys usable for Δ%, {excluded key: reason}) of ``record`` in ``setting``."""
     keys, excluded = [], {}
     for key in record.keys(setting):
@@ -40,7 +41,7 @@ def comparable_keys(
 
 
 def _delta(
-    values: Mapping[MetricKey, float],
+    values: Mapping[TaskMetric, float],
     record: Record,
     reference: Record,
     weights: Mapping[str, float],

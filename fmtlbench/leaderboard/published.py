@@ -20,7 +20,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from fmtlbench.errors import DataError
-from fmtlbench.leaderboard.records import SETTINGS, MetricKey, Record
+from fmtlbench.leaderboard.records import Record
+from fmtlbench.metric_keys import SETTINGS, TaskMetric, client_label
 
 REQUIRED = ("method", "setting", "dataset", "task", "metric", "value")
 TAG_COLUMNS = ("algorithm", "share", "arch", "backbone", "scenario", "data", "clients")
@@ -95,7 +96,7 @@ def _read(path: Path) -> list[Record]:
             )
         rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
     records: dict[tuple[str, str, str], Record] = {}
-    per_client: dict[tuple[str, str, str], dict[MetricKey, list[float]]] = defaultdict(
+    per_client: dict[tuple[str, str, str], dict[TaskMetric, list[float]]] = defaultdict(
         lambda: defaultdict(list)
     )
     for line, row in enumerate(rows, start=2):
@@ -105,7 +106,7 @@ def _read(path: Path) -> list[Record]:
             raise DataError(f"{where}: empty {', '.join(empty)}")
         if row["setting"] not in SETTINGS:
             raise DataError(f"{where}: setting must be G or P, got {row['setting']!r}")
-        key = MetricKey(row["setting"], row["dataset"], row["task"], row["metric"])
+        key = TaskMetric(row["setting"], row["dataset"], row["task"], row["metric"])
         # one table may hold several scenarios (their references are looked up across it)
         scenario = row.get("scenario") or ""
         ident = (row["method"], row.get("seed") or "-", scenario)
@@ -124,7 +125,7 @@ def _read(path: Path) -> list[Record]:
             raise DataError(f"{where}: {key} has conflicting lower_is_better values")
         value = _value(row["value"], where)
         if row.get("client"):
-            record.clients[(f"client{row['client']}", key)] = value
+            record.clients[(client_label(int(row["client"])), key)] = value
             per_client[ident][key].append(value)
         elif key in record.final:
             raise DataError(f"{where}: a second mean value of {key} for {ident[0]}")

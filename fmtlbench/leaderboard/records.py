@@ -3,8 +3,8 @@
 MLflow runs and rows of a published CSV both become ``Record`` objects, so everything after
 collection (Δ%, statistics, tables, plots) works the same for both sources.
 
-Metric keys follow the run layout: ``<setting>/<dataset>/<task>/<metric>`` with setting ``G``
-(each client on the dataset's official test split) or ``P`` (each client on its local test set).
+Task metrics are ``fmtlbench.metric_keys.TaskMetric`` keys (setting, dataset, task, metric),
+the layout every run logs.
 """
 
 from __future__ import annotations
@@ -12,36 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from fmtlbench.errors import ConfigError
+from fmtlbench.metric_keys import TaskMetric
 
-SETTINGS = ("G", "P")
 #: MLflow params of a run that hold its algorithm's hyper-parameters.
 PARAM_PREFIX = "algorithm.params."
-
-
-@dataclass(frozen=True)
-class MetricKey:
-    """One task metric in one evaluation setting."""
-
-    setting: str
-    dataset: str
-    task: str
-    metric: str
-
-    @classmethod
-    def parse(cls, text: str) -> MetricKey:
-        parts = text.split("/")
-        if len(parts) != 4 or parts[0] not in SETTINGS or not all(parts):
-            raise ConfigError(f"metric key {text!r} must look like G|P/<dataset>/<task>/<metric>")
-        return cls(*parts)
-
-    def __str__(self) -> str:
-        return f"{self.setting}/{self.dataset}/{self.task}/{self.metric}"
-
-    @property
-    def label(self) -> str:
-        """The key without its setting, e.g. ``nyudv2/depth/rmse``."""
-        return f"{self.dataset}/{self.task}/{self.metric}"
 
 
 @dataclass
@@ -59,14 +33,14 @@ class Record:
     seed: str
     source: str
     tags: dict[str, str] = field(default_factory=dict)
-    final: dict[MetricKey, float] = field(default_factory=dict)
-    clients: dict[tuple[str, MetricKey], float] = field(default_factory=dict)
-    lower: dict[MetricKey, bool] = field(default_factory=dict)
+    final: dict[TaskMetric, float] = field(default_factory=dict)
+    clients: dict[tuple[str, TaskMetric], float] = field(default_factory=dict)
+    lower: dict[TaskMetric, bool] = field(default_factory=dict)
     history: dict[str, dict[int, float]] = field(default_factory=dict)
     last_round: dict[str, float] = field(default_factory=dict)
     start_time: int = 0
 
-    def keys(self, setting: str) -> list[MetricKey]:
+    def keys(self, setting: str) -> list[TaskMetric]:
         """The metric keys of ``setting``, in a stable order."""
         return sorted((k for k in self.final if k.setting == setting), key=str)
 

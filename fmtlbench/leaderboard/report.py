@@ -19,7 +19,7 @@ from rich.table import Table
 from fmtlbench.leaderboard import cells, plots, tables
 from fmtlbench.leaderboard.board import Board, keys_of
 from fmtlbench.leaderboard.collect import KIND_TAG, LEADERBOARD_KIND
-from fmtlbench.leaderboard.records import SETTINGS
+from fmtlbench.metric_keys import SETTINGS, method_delta
 
 
 def _curves_by_method(board: Board, setting: str) -> dict[str, list[dict[int, float]]]:
@@ -197,7 +197,7 @@ def log_run(board: Board, client, exp_id: str, out: Path, params: dict[str, str]
             for setting in SETTINGS:
                 value = row[f"delta_{setting} mean"]
                 if not math.isnan(value):
-                    client.log_metric(run_id, f"delta_{setting}/{names[method]}", value)
+                    client.log_metric(run_id, method_delta(setting, names[method]), value)
         client.log_artifacts(run_id, str(out))
     except BaseException:
         client.set_terminated(run_id, status="FAILED")

@@ -14,8 +14,9 @@ import pandas as pd
 
 from fmtlbench.leaderboard import cells
 from fmtlbench.leaderboard.board import Board, keys_of
-from fmtlbench.leaderboard.records import SETTINGS, MetricKey
 from fmtlbench.leaderboard.targets import per_round, totals
+from fmtlbench.metric_keys import SETTINGS, TaskMetric, Traffic, client_label, traffic_total
+from fmtlbench.metric_keys import time as time_key
 from fmtlbench.tasks import DISPLAY_SCALE
 
 #: The sentence that tells a reader of the tables which metrics are scaled for display.
@@ -69,17 +70,17 @@ def cost_table(board: Board) -> pd.DataFrame:
         runs = [totals(r.record.history) for r in results]
         hist = [r.record.history for r in results]
         rounds = [
-            max((s for s in h.get("comm/up_bytes", {}) if s >= 1), default=None) for h in hist
+            max((s for s in h.get(traffic_total("up"), {}) if s >= 1), default=None) for h in hist
         ]
         rows[method] = {
             "runs": len(results),
             "rounds": _stats(rounds)[0],
-            "up bytes/round": _stats(per_round(h, "comm/up_bytes") for h in hist)[0],
-            "down bytes/round": _stats(per_round(h, "comm/down_bytes") for h in hist)[0],
+            "up bytes/round": _stats(per_round(h, traffic_total("up")) for h in hist)[0],
+            "down bytes/round": _stats(per_round(h, traffic_total("down")) for h in hist)[0],
             "total bytes": _stats(t["bytes"] for t in runs)[0],
-            "train s": _stats(_total(h, "time/train") for h in hist)[0],
-            "aggregate s": _stats(_total(h, "time/aggregate") for h in hist)[0],
-            "eval s": _stats(_total(h, "time/eval") for h in hist)[0],
+            "train s": _stats(_total(h, time_key("train")) for h in hist)[0],
+            "aggregate s": _stats(_total(h, time_key("aggregate")) for h in hist)[0],
+            "eval s": _stats(_total(h, time_key("eval")) for h in hist)[0],
             "kWh": _stats(t["kwh"] for t in runs)[0],
             "kg CO2e": _stats(t["co2_kg"] for t in runs)[0],
         }
@@ -145,8 +146,11 @@ def traffic_table(board: Board) -> pd.DataFrame:
     pooled: dict[tuple[str, str, str, str], list[float]] = {}
     for r in board.results:
         for name, value in r.record.last_round.items():
-            _, client, direction, group = name.split("/", 3)
-            pooled.setdefault((r.record.method, client, direction, group), []).append(value)
+            key = Traffic.read(name)
+            if key is None:
+                continue
+            cell = (r.record.method, client_label(key.client), key.direction, key.group)
+            pooled.setdefault(cell, []).append(value)
     rows = [
         {"method": m, "client": c, "direction": d, "group": g, "bytes": statistics.fmean(v)}
         for (m, c, d, g), v in sorted(pooled.items())
@@ -163,7 +167,7 @@ def _fmt(value: float, digits: int = 3) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.{digits}g}"
 
 
-def _column(key: MetricKey, datasets: int) -> str:
+def _column(key: TaskMetric, datasets: int) -> str:
     scale = DISPLAY_SCALE.get((key.task, key.metric))
     name = key.label if datasets > 1 else f"{key.task} {key.metric}"
     return name + (f"×{scale:g}" if scale else "")
@@ -182,7 +186,7 @@ def display_delta(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def display_metrics(table: pd.DataFrame, keys: list[MetricKey], setting: str) -> pd.DataFrame:
+def display_metrics(table: pd.DataFrame, keys: list[TaskMetric], setting: str) -> pd.DataFrame:
     """The task metrics of one setting as ``mean ± std`` strings, scaled by ``DISPLAY_SCALE``
     (depth RMSE and edge loss x 100, as the study prints them)."""
     keys = [k for k in keys if k.setting == setting]

@@ -12,14 +12,16 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from fmtlbench import metric_keys as keys
+
 History = Mapping[str, Mapping[int, float]]
 
 #: Cost name -> the per-round metrics whose sum it is.
 COSTS: dict[str, tuple[str, ...]] = {
-    "bytes": ("comm/up_bytes", "comm/down_bytes"),
-    "seconds": ("time/train", "time/aggregate", "time/eval"),
-    "kwh": ("energy/kwh",),
-    "co2_kg": ("energy/co2_kg",),
+    "bytes": tuple(keys.traffic_total(d) for d in keys.DIRECTIONS),
+    "seconds": tuple(keys.time(phase) for phase in ("train", "aggregate", "eval")),
+    "kwh": (keys.energy("kwh"),),
+    "co2_kg": (keys.energy("co2_kg"),),
 }
 
 
