@@ -7,6 +7,7 @@ config is dumped with every run, so a run can be replayed with ``--config``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tomllib
@@ -26,6 +27,7 @@ from pydantic import (
 )
 
 from fmtlbench.errors import ConfigError
+from fmtlbench.tasks import PRIMARY_METRIC, TaskSpec, primary_metric
 
 PROFILES = ("cpu", "paper", "gpu-smoke")
 
@@ -81,6 +83,50 @@ class Augmentation(BaseModel):
 Resolution = tuple[int, int]
 
 
+class MetricsConfig(_Strict):
+    """Evaluation metrics that are run settings rather than dataset facts."""
+
+    edge_thresholds: int = Field(
+        9,
+        ge=0,
+        le=255,
+        description="thresholds k/(n+1) of edge odsF/oisF; 0 skips them. Each threshold "
+        "costs one pixel matching per test image (about 0.3 s at 425x560), so the default is "
+        "modest; BSDS uses 99",
+    )
+    primary: dict[str, str] = Field(
+        default_factory=dict,
+        description="task -> metric that replaces its default primary in tables and "
+        "delta-percent (edge: odsf); default: the study's primaries, so published numbers match",
+    )
+
+    @field_validator("primary")
+    @classmethod
+    def _known_choice(cls, value: dict[str, str]) -> dict[str, str]:
+        for task in value:
+            if task not in PRIMARY_METRIC:
+                raise ValueError(f"unknown task {task!r}; known: {', '.join(PRIMARY_METRIC)}")
+            try:
+                primary_metric(task, value)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _odsf_needs_thresholds(self) -> MetricsConfig:
+        if self.primary.get("edge") == "odsf" and self.edge_thresholds == 0:
+            raise ValueError("primary edge=odsf needs edge_thresholds > 0")
+        return self
+
+    def apply(self, spec: TaskSpec) -> TaskSpec:
+        """``spec`` with this run's metric settings stamped in (see ``TaskSpec``)."""
+        return dataclasses.replace(
+            spec,
+            odsf_thresholds=self.edge_thresholds if spec.name == "edge" else 0,
+            chosen_primary=self.primary.get(spec.name),
+        )
+
+
 class TrainingConfig(_Strict):
     """Local training and evaluation settings; per-dataset values are keyed by dataset name,
     with ``default`` for datasets not listed."""
@@ -100,6 +146,7 @@ class TrainingConfig(_Strict):
         description="rounds between evaluations; the last round is always evaluated",
     )
     eval_initial: bool = True
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     augmentation: Augmentation = Field(default_factory=Augmentation)
     workers: int = Field(
         0,

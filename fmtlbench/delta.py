@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import TypeVar
 
 from fmtlbench.errors import ConfigError
-from fmtlbench.tasks import PRIMARY_METRIC
+from fmtlbench.tasks import PRIMARY_METRIC, primary_metric
 
 T = TypeVar("T")
 
@@ -58,28 +58,34 @@ def _required(table: Mapping[str, T], key: str, what: str) -> T:
     return table[key]
 
 
-def primary_lower_is_better(task: str) -> bool:
-    """Whether the primary metric of ``task`` (``PRIMARY_METRIC``) improves downwards."""
+def primary_of(task: str, chosen: Mapping[str, str] | None = None) -> tuple[str, bool]:
+    """``tasks.primary_metric`` with an unknown task reported as a ``ConfigError``."""
     if task not in PRIMARY_METRIC:
         raise ConfigError(
             f"unknown task {task!r}; known tasks: {', '.join(sorted(PRIMARY_METRIC))}"
         )
-    return PRIMARY_METRIC[task][1]
+    return primary_metric(task, chosen)
+
+
+def primary_lower_is_better(task: str, chosen: Mapping[str, str] | None = None) -> bool:
+    """Whether the primary metric of ``task`` (``tasks.primary_metric``) improves downwards."""
+    return primary_of(task, chosen)[1]
 
 
 def primary_delta(
     metrics: Mapping[str, Mapping[str, float]],
     reference: Mapping[str, Mapping[str, float]],
     weights: Mapping[str, float] | None = None,
+    chosen: Mapping[str, str] | None = None,
 ) -> float:
     """Δ% over tasks from per-task metric dicts (``{task: meter.compute()}``), using each
-    task's primary metric: the usual way a run is summarised in one number."""
+    task's primary metric (``chosen`` as in ``training.metrics.primary``): the usual way a
+    run is summarised in one number."""
     values: dict[str, float] = {}
     refs: dict[str, float] = {}
     lower: dict[str, bool] = {}
     for task, task_metrics in metrics.items():
-        lower[task] = primary_lower_is_better(task)
-        name = PRIMARY_METRIC[task][0]
+        name, lower[task] = primary_of(task, chosen)
         if name not in task_metrics:
             raise ConfigError(f"primary_delta: task {task!r} lacks its primary metric {name!r}")
         values[task] = task_metrics[name]

@@ -195,6 +195,10 @@ def build_federation(config: RunConfig, registry: Registry) -> Federation:
         component_params(part_cls, scenario.partitioner_params, "scenario.partitioner_params")
     )
     manifest = materialise(scenario, datasets, partitioner, config.seed)
+    for ds in datasets.values():
+        # this run's metric settings (odsF thresholds, chosen primaries) travel with the task
+        # specs, so the engine, the tables and every evaluator (Ray workers too) agree
+        ds.tasks = {t: config.training.metrics.apply(spec) for t, spec in type(ds).tasks.items()}
 
     training = config.training
     device = resolve_device(config.device)

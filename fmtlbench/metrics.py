@@ -7,8 +7,9 @@ or RMSEs is not the set's mIoU or RMSE, and depends on the batch size.
 
 Units of ``compute()``: ``miou``, ``pixel_acc``, ``maxf``, ``iou`` and ``within_*`` in percent
 (0-100); depth ``rmse`` in metres and ``abs_rel`` as a fraction; normals angles in degrees;
-edge ``loss`` in nats. A metric that is undefined on what was seen (no valid pixel, no
-positive ground truth) is ``nan`` rather than a made-up number.
+edge ``loss`` in nats; edge ``odsf``/``oisf`` in percent (``fmtlbench.edges``). A metric that
+is undefined on what was seen (no valid pixel, no positive ground truth) is ``nan`` rather than
+a made-up number.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from fmtlbench import edges
 from fmtlbench.errors import ConfigError, DataError
 from fmtlbench.losses import balance_weight, bce_terms, check_shapes, lookup, valid_mask
 from fmtlbench.tasks import IGNORE, TaskSpec
@@ -164,10 +166,14 @@ class NormalsMeter(Meter):
 
 
 class EdgeMeter(Meter):
-    """The balanced BCE of ``fmtlbench.losses`` pooled over every valid pixel of the set.
+    """The balanced BCE of ``fmtlbench.losses`` pooled over every valid pixel of the set, and
+    BSDS odsF/oisF (``fmtlbench.edges``) when the task asks for them.
 
     The positive and negative log terms are summed separately so that, when the task has no
     fixed ``pos_weight``, the balance weight can be the negative fraction of the whole set.
+    odsF/oisF are computed when ``spec.odsf_thresholds`` > 0 and the dataset declares a
+    ``match_distance``; each image is matched as it arrives and only integer counts are kept.
+    Unlabelled pixels count as neither edge nor prediction.
     """
 
     def __init__(self, spec: TaskSpec) -> None:
@@ -176,6 +182,11 @@ class EdgeMeter(Meter):
         self.neg_terms = 0.0
         self.positives = 0.0
         self.count = 0
+        self.counts: edges.EdgeCounts | None = None
+        if spec.odsf_thresholds > 0 and spec.match_distance is not None and edges.available():
+            self.counts = edges.EdgeCounts(
+                edges.thresholds(spec.odsf_thresholds), spec.match_distance
+            )
 
     def _accumulate(self, pred: Tensor, target: Tensor) -> None:
         valid = valid_mask(self.spec.name, target)
@@ -185,13 +196,23 @@ class EdgeMeter(Meter):
         self.neg_terms += float(neg.sum())
         self.positives += float(y.sum())
         self.count += int(valid.sum())
+        if self.counts is not None:
+            labelled = valid[:, 0]
+            prob = torch.where(labelled, pred[:, 0].double().sigmoid(), 0.0).cpu().numpy()
+            truth = (labelled & (target[:, 0] > 0.5)).cpu().numpy()
+            for p, t in zip(prob, truth, strict=True):
+                self.counts.add(p, t)
 
     def compute(self) -> dict[str, float]:
-        if self.count == 0:
-            return {"loss": NAN}
-        positives = torch.tensor(self.positives, dtype=torch.float64)
-        w = float(balance_weight(self.spec.pos_weight, positives, torch.tensor(self.count)))
-        return {"loss": -(w * self.pos_terms + (1 - w) * self.neg_terms) / self.count}
+        out = {"loss": NAN}
+        if self.count > 0:
+            positives = torch.tensor(self.positives, dtype=torch.float64)
+            w = float(balance_weight(self.spec.pos_weight, positives, torch.tensor(self.count)))
+            out["loss"] = -(w * self.pos_terms + (1 - w) * self.neg_terms) / self.count
+        if self.counts is not None:
+            out["odsf"] = self.counts.ods()
+            out["oisf"] = self.counts.ois()
+        return out
 
 
 class SaliencyMeter(Meter):

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fmtlbench.config import RunConfig, TrainingConfig
+from fmtlbench.config import MetricsConfig, RunConfig, TrainingConfig
 from fmtlbench.errors import ConfigError
 
 #: Seconds one HTTP call of the store probe may take, and its retries (MLflow's defaults are
@@ -60,6 +60,7 @@ def check(config: RunConfig, registry) -> Checked:
 
     check_dataset_keys(config, registry)
     chosen = resolve_components(config, registry)
+    check_edge_library(config)
     check_data_root(config.data.root)
     check_folder(config.checkpoint_dir, "checkpoint_dir")
     check_folder(config.data.cache_dir, "data.cache_dir")
@@ -68,7 +69,8 @@ def check(config: RunConfig, registry) -> Checked:
     check_store(config.tracking.uri, config.tracking.experiment)
     reference = None
     if config.reference:
-        reference = check_reference_run(config, evaluated_keys(chosen["scenario"], registry))
+        keys = evaluated_keys(chosen["scenario"], registry, config.training.metrics)
+        reference = check_reference_run(config, keys)
     return Checked(reference, needed)
 
 
@@ -105,12 +107,24 @@ def check_all(configs: Iterable[RunConfig], registry) -> None:
         if once(("store", config.tracking.uri, config.tracking.experiment)):
             check_store(config.tracking.uri, config.tracking.experiment)
         if config.reference and once(("reference", config.tracking.uri, config.reference)):
-            check_reference_run(config, evaluated_keys(chosen["scenario"], registry))
+            keys = evaluated_keys(chosen["scenario"], registry, config.training.metrics)
+            check_reference_run(config, keys)
     for folder, size in space.items():
         check_space(folder, size)
 
 
 # ---------------------------------------------------------------------------- folders
+def check_edge_library(config: RunConfig) -> None:
+    """odsF as a primary needs pyEdgeEval; without it Δ% would have no edge value to use."""
+    from fmtlbench import edges
+
+    if config.training.metrics.primary.get("edge") == "odsf" and not edges.available():
+        raise ConfigError(
+            "training.metrics.primary.edge=odsf needs pyEdgeEval, which is not installed: "
+            f"{edges.INSTALL_HINT}, or drop the setting to rank by the edge loss"
+        )
+
+
 def check_data_root(root: Path | None) -> None:
     """Refuse a data root that is not a folder; it is only ever read, so never probed."""
     if root is not None and not Path(root).expanduser().is_dir():
@@ -299,15 +313,17 @@ def check_store(uri: str, experiment: str) -> None:
 
 
 # ---------------------------------------------------------------------------- reference
-def evaluated_keys(scenario, registry) -> list[str]:
+def evaluated_keys(scenario, registry, metrics: MetricsConfig | None = None) -> list[str]:
     """The metric keys a Δ% reference must hold: the primary metric of every (dataset, task)
-    of the scenario, globally and personally evaluated (``Engine.reference_keys``)."""
+    of the scenario, globally and personally evaluated (``Engine.reference_keys``), with the
+    primaries the run's ``metrics`` settings choose."""
     from fmtlbench.engine import primary_keys
 
+    metrics = metrics or MetricsConfig()
     pairs = []
     for dataset, tasks, _ in _structures(scenario, registry):
         known = registry.get("dataset", dataset).tasks
-        pairs += [(dataset, task, known[task]) for task in tasks]
+        pairs += [(dataset, task, metrics.apply(known[task])) for task in tasks]
     return primary_keys(pairs)
 
 

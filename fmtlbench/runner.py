@@ -108,6 +108,9 @@ def execute(
 
     reference = preflight.check(config, registry).reference  # before any data is read
     fed = build_federation(config, registry)
+    note = edge_metrics_note(fed)
+    if note:
+        reporter.message(note)
     tracker = Tracker.of(config.tracking)
     energy = EnergyMeter(config.energy)
     engine = Engine(fed, reporter, reference, energy)
@@ -210,3 +213,16 @@ def execute(
     tracker.finish("FINISHED")
     checkpoint.remove(ckpt)
     return RunOutcome(run_id, fed, initial, final, history)
+
+
+def edge_metrics_note(fed: Federation) -> str | None:
+    """The one line saying odsF/oisF are skipped, when edge tasks ask for them but pyEdgeEval
+    is missing (the edge loss is still evaluated)."""
+    from fmtlbench import edges
+
+    wanted = any(
+        spec.odsf_thresholds > 0 and spec.match_distance is not None
+        for ds in fed.datasets.values()
+        for spec in ds.tasks.values()
+    )
+    return edges.missing_message() if wanted and not edges.available() else None

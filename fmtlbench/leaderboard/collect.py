@@ -19,12 +19,15 @@ from fmtlbench.leaderboard.records import PARAM_PREFIX, Record, method_labels
 from fmtlbench.leaderboard.reference import check_reference
 from fmtlbench.leaderboard.targets import COSTS
 from fmtlbench.metric_keys import ClientMetric, TaskMetric, Traffic, client_label
-from fmtlbench.tasks import PRIMARY_METRIC
+from fmtlbench.tasks import PRIMARY_METRIC, primary_metric
 
 #: Tag marking the leaderboard's own MLflow runs.
 KIND_TAG = "fmtlbench.kind"
 LEADERBOARD_KIND = "leaderboard"
 PAGE = 1000
+#: MLflow param prefix of ``training.metrics.primary`` (``RunConfig.flat``): a run's choice of
+#: primaries, read back so that its record ranks by the metric it was configured with.
+CHOSEN_PRIMARY_PARAM = "training.metrics.primary."
 
 
 def tracking_client(uri: str):
@@ -84,12 +87,23 @@ def search(client, exp_id: str, filters: Mapping[str, str]) -> list:
     ]
 
 
-def primary_keys(metrics: Mapping[str, float]) -> dict[TaskMetric, float]:
-    """The client-mean value of each task's primary metric among a run's metrics."""
+def chosen_primaries(params: Mapping[str, str]) -> dict[str, str]:
+    """``{task: metric}`` a run chose instead of the default primaries (from its params)."""
+    n = len(CHOSEN_PRIMARY_PARAM)
+    return {k[n:]: v for k, v in params.items() if k.startswith(CHOSEN_PRIMARY_PARAM)}
+
+
+def primary_keys(
+    metrics: Mapping[str, float], chosen: Mapping[str, str] | None = None
+) -> dict[TaskMetric, float]:
+    """The client-mean value of each task's primary metric (``tasks.primary_metric`` with the
+    run's ``chosen`` primaries) among a run's metrics."""
     out = {}
     for name, value in metrics.items():
         key = TaskMetric.read(name)
-        if key is not None and PRIMARY_METRIC.get(key.task, ("",))[0] == key.metric:
+        if key is None or key.task not in PRIMARY_METRIC:
+            continue
+        if key.metric == primary_metric(key.task, chosen)[0]:
             out[key] = float(value)
     return out
 
@@ -115,14 +129,15 @@ def to_record(client, run, method: str, history: bool = True) -> Record:
     """One MLflow run as a ``Record``; ``history=False`` skips the per-round histories
     (enough for a reference run, whose final metrics are all Δ% needs)."""
     metrics = run.data.metrics
-    final = primary_keys(metrics)
+    chosen = chosen_primaries(run.data.params)
+    final = primary_keys(metrics, chosen)
     record = Record(
         method=method,
         seed=run.data.tags.get("seed", "?"),
         source=run.info.run_id,
         tags=dict(run.data.tags),
         final=final,
-        lower={k: PRIMARY_METRIC[k.task][1] for k in final},
+        lower={k: primary_metric(k.task, chosen)[1] for k in final},
         start_time=int(run.info.start_time or 0),
     )
     if not history:

@@ -100,7 +100,7 @@ class NYUDv2(Dataset):
         "semseg": TaskSpec("semseg", channels=40, classes=40),
         "depth": TaskSpec("depth", channels=1),
         "normals": TaskSpec("normals", channels=3),
-        "edge": TaskSpec("edge", channels=1, pos_weight=0.8),
+        "edge": TaskSpec("edge", channels=1, pos_weight=0.8, match_distance=0.011),
     }
     expected_sizes: ClassVar[dict[str, int]] = {"train": 795, "test": 654}
     #: The multi-task archive most code bases use (it unpacks to ``NYUD_MT/``, renamed to

@@ -70,7 +70,7 @@ class PascalContext(Dataset):
         "semseg": TaskSpec("semseg", channels=VOC_CLASSES, classes=VOC_CLASSES),
         "parts": TaskSpec("parts", channels=7, classes=7),
         "normals": TaskSpec("normals", channels=3),
-        "edge": TaskSpec("edge", channels=1, pos_weight=0.95),
+        "edge": TaskSpec("edge", channels=1, pos_weight=0.95, match_distance=0.0075),
         "saliency": TaskSpec("saliency", channels=1, pos_weight=None),
     }
     expected_sizes: ClassVar[dict[str, int]] = {"train": 4998, "test": 5105}
