@@ -148,7 +148,12 @@ class EdgeCounts:
             apply_nms=True,
         )
         # an image without ground-truth edges adds only its predicted pixels (false positives)
-        counts = np.rint(np.stack([matched_p, total_p, matched_r, total_r])).astype(np.int64)
+        self.add_counts(np.rint(np.stack([matched_p, total_p, matched_r, total_r])))
+
+    def add_counts(self, counts: np.ndarray) -> None:
+        """Pool one image's (4, T) counts: into the per-threshold sums, and at the image's best
+        threshold (the first of equal bests, as MATLAB's ``max`` picks) into the OIS sums."""
+        counts = np.asarray(counts).astype(np.int64)
         self.dataset += counts
         k = int(np.argmax(f_measure(*counts)))
         self.best += counts[:, k]
