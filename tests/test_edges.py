@@ -227,12 +227,12 @@ def test_leaderboard_record_ranks_by_the_primary_the_run_chose():
 def test_tiny_run_logs_odsf_and_oisf_and_can_rank_by_odsf(tmp_path):
     """A tracked run (tiny conv pyramid, 2 clients, 16x20) with odsF chosen as the edge
     primary: MLflow holds odsF/oisF summaries and per-client values, the loss beside them."""
-    from mlflow.tracking import MlflowClient
-
     from conftest import tiny_overrides
+    from mlflow.tracking import MlflowClient
+    from pyramid import TinyPyramid
+
     from fmtlbench.registry import build_registry
     from fmtlbench.runner import execute
-    from pyramid import TinyPyramid
 
     registry = build_registry()
     registry.add("backbone", TinyPyramid, "tests/test_edges.py")
