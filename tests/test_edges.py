@@ -205,7 +205,7 @@ def test_leaderboard_record_ranks_by_the_primary_the_run_chose():
     from mlflow.tracking import MlflowClient
 
     from fmtlbench.leaderboard import collect
-    from fmtlbench.leaderboard.records import MetricKey
+    from fmtlbench.metric_keys import TaskMetric
 
     client = MlflowClient()
     exp = client.create_experiment(f"odsf-{uuid.uuid4().hex}")
@@ -218,7 +218,10 @@ def test_leaderboard_record_ranks_by_the_primary_the_run_chose():
         client.log_batch(run_id, metrics=metrics, params=params)
         client.set_terminated(run_id)
         records[chosen] = collect.to_record(client, client.get_run(run_id), "m", history=False)
-    odsf, loss = MetricKey.parse("G/nyudv2/edge/odsf"), MetricKey.parse("G/nyudv2/edge/loss")
+    odsf, loss = (
+        TaskMetric("G", "nyudv2", "edge", "odsf"),
+        TaskMetric("G", "nyudv2", "edge", "loss"),
+    )
     assert records["odsf"].final == {odsf: 61.0} and records["odsf"].lower == {odsf: False}
     assert records[None].final == {loss: 0.2} and records[None].lower == {loss: True}
 
