@@ -91,6 +91,7 @@ def check_all(configs: Iterable[RunConfig], registry) -> None:
     sizes: dict[str, int] = {}
     for config in configs:
         check_dataset_keys(config, registry)
+        check_edge_library(config)
         check_data_root(config.data.root)
         for path, field in ((config.checkpoint_dir, "checkpoint_dir"),
                             (config.data.cache_dir, "data.cache_dir")):  # fmt: skip
@@ -115,7 +116,8 @@ def check_all(configs: Iterable[RunConfig], registry) -> None:
 
 # ---------------------------------------------------------------------------- folders
 def check_edge_library(config: RunConfig) -> None:
-    """odsF as a primary needs pyEdgeEval; without it Δ% would have no edge value to use."""
+    """odsF as a primary needs pyEdgeEval; without it Δ% would have no edge value to use.
+    (odsF merely logged beside the loss is skipped with one line by the runner instead.)"""
     from fmtlbench import edges
 
     if config.training.metrics.primary.get("edge") == "odsf" and not edges.available():

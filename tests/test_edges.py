@@ -227,9 +227,28 @@ def test_leaderboard_record_ranks_by_the_primary_the_run_chose():
 
 
 # --------------------------------------------------------------------------- end to end
-def test_tiny_run_logs_odsf_and_oisf_and_can_rank_by_odsf(tmp_path):
-    """A tracked run (tiny conv pyramid, 2 clients, 16x20) with odsF chosen as the edge
-    primary: MLflow holds odsF/oisF summaries and per-client values, the loss beside them."""
+class Messages:
+    """A reporter that keeps the lines a run shows the person watching (nothing else)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def message(self, text: str) -> None:
+        self.lines.append(text)
+
+    def round_started(self, round: int, rounds: int, clients: int) -> None:
+        pass
+
+    def client_done(self, client: int, losses: object) -> None:
+        pass
+
+    def round_finished(self, round: int, metrics: object) -> None:
+        pass
+
+
+def tiny_run(tmp_path, metrics: dict, reporter: Messages | None = None):
+    """A tracked run (tiny conv pyramid, 2 clients, 16x20, one round) with ``metrics`` as its
+    ``training.metrics``; returns the outcome and the run's MLflow metrics."""
     from conftest import tiny_overrides
     from mlflow.tracking import MlflowClient
     from pyramid import TinyPyramid
@@ -252,26 +271,38 @@ def test_tiny_run_logs_odsf_and_oisf_and_can_rank_by_odsf(tmp_path):
             "eval_initial": False,
             "resolution": {"default": [16, 20]},
             "eval_resolution": {"default": [16, 20]},
-            "metrics": {"primary": {"edge": "odsf"}},
+            "metrics": metrics,
         },
     )
-    outcome = execute(build_config(None, over), registry=registry)
-    metrics = MlflowClient().get_run(outcome.run_id).data.metrics
+    outcome = execute(build_config(None, over), reporter=reporter, registry=registry)
+    return outcome, MlflowClient().get_run(outcome.run_id).data.metrics
+
+
+def test_tiny_run_logs_odsf_and_oisf_and_can_rank_by_odsf(tmp_path):
+    """With odsF chosen as the edge primary, MLflow holds odsF/oisF summaries and per-client
+    values, the loss beside them."""
+    outcome, metrics = tiny_run(tmp_path, {"primary": {"edge": "odsf"}})
     for key in ("G/nyudv2/edge/odsf", "G/nyudv2/edge/oisf", "P/nyudv2/edge/odsf"):
         assert 0.0 <= metrics[key] <= 100.0, key
     assert "client1/G/edge/oisf" in metrics and "G/nyudv2/edge/loss" in metrics
     assert outcome.federation.datasets["nyudv2"].tasks["edge"].primary == ("odsf", False)
 
 
+def hide_library(monkeypatch) -> None:
+    """Make ``import pyEdgeEval...`` fail as on a machine without it (undone by the fixture)."""
+    for name in ("pyEdgeEval", "pyEdgeEval.common", "pyEdgeEval.common.binary_label"):
+        monkeypatch.setitem(sys.modules, name, None)
+    edges.library.cache_clear()
+
+
 def test_missing_library_skips_odsf_with_one_line(monkeypatch):
     """With pyEdgeEval hidden from the import system the edge loss is still computed, odsF is
-    left out with one line of explanation, and asking for odsF as the primary is refused."""
-    from fmtlbench.preflight import check_edge_library
+    left out with one line of explanation, and asking for odsF as the primary is refused by
+    the pre-flight of a run and of a sweep."""
+    from fmtlbench.preflight import check_all, check_edge_library
+    from fmtlbench.registry import build_registry
 
-    monkeypatch.setitem(sys.modules, "pyEdgeEval", None)
-    monkeypatch.setitem(sys.modules, "pyEdgeEval.common", None)
-    monkeypatch.setitem(sys.modules, "pyEdgeEval.common.binary_label", None)
-    edges.library.cache_clear()
+    hide_library(monkeypatch)
     try:
         assert not edges.available()
         pred, truth = segments()
@@ -280,7 +311,26 @@ def test_missing_library_skips_odsf_with_one_line(monkeypatch):
         config = build_config(None, [parse_assignment("training.metrics.primary.edge=odsf")])
         with pytest.raises(ConfigError, match="needs pyEdgeEval"):
             check_edge_library(config)
+        with pytest.raises(ConfigError, match="needs pyEdgeEval"):
+            check_all([config], build_registry())
+        check_edge_library(build_config())  # odsF only logged: not an error
     finally:
         monkeypatch.undo()
         edges.library.cache_clear()
     assert edges.available()
+
+
+def test_run_without_the_library_says_so_once_and_logs_the_loss(tmp_path, monkeypatch):
+    """A whole tracked run on a machine without pyEdgeEval: it finishes, shows exactly one
+    line about the skipped scores, and logs the edge loss but no odsF/oisF."""
+    hide_library(monkeypatch)
+    try:
+        shown = Messages()
+        _, metrics = tiny_run(tmp_path, {}, shown)
+    finally:
+        monkeypatch.undo()
+        edges.library.cache_clear()
+    skipped = [line for line in shown.lines if "odsF" in line]
+    assert skipped == [edges.missing_message()], shown.lines
+    assert "G/nyudv2/edge/loss" in metrics
+    assert not [key for key in metrics if key.endswith(("/odsf", "/oisf"))]
