@@ -1,5 +1,5 @@
-"""CPU time of edge odsF/oisF per test image against the threshold count, and its share of an
-evaluation at the tiny and real sizes.
+"""CPU time of edge odsF/oisF per test image against the threshold count, at the tiny sizes and
+on the real NYUD frames (425x560). Print the table and copy it to ``results/edges.md``.
 
 Why: odsF runs pyEdgeEval's pixel matching once per threshold and image, so its cost grows
 with both; the default threshold count (``training.metrics.edge_thresholds``) must keep
