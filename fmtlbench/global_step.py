@@ -41,6 +41,9 @@ class GlobalStepAlgorithm(Algorithm):
         self.global_ = weighted_mean([{n: s[n] for n in self.common} for s in states], uniform)
 
     def aggregate(self, round: int, updates: Sequence[Update]) -> dict[int, State]:
+        # in client order, so per-client choices (PCGrad's projection orders) follow the client,
+        # not its position in the list
+        updates = sorted(updates, key=lambda u: u.client)
         states = [u.state for u in updates]
         weights = self.weights(updates)
         gram = gram_of(states, self.common, self.global_)

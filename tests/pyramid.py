@@ -1,6 +1,6 @@
-"""A tiny conv pyramid backbone for tests whose subject is not the encoder (the algorithm
-contract, resume exactness, the kill matrix), where ResNet-18's 11 M parameters would cost
-most of the time.
+"""The test kit's tiny conv pyramid backbone (``fmtlbench.testing.tiny``) for tests whose
+subject is not the encoder (the algorithm contract, resume exactness, the kill matrix), where
+ResNet-18's 11 M parameters would cost most of the time.
 
 It is also a plugin module with a ``register_backbones`` hook: tests that run the real CLI in a
 subprocess install it the way any third-party plugin is found, by a ``.dist-info`` folder with
@@ -11,55 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-from pydantic import Field
-from torch import nn
-
 from fmtlbench import hookimpl
-from fmtlbench.components import Backbone, Params
+from fmtlbench.components import Backbone
+from fmtlbench.testing.tiny import TinyPyramid
 
-
-class PyramidParams(Params):
-    """Accepts the profile's ``weights`` setting; the pyramid always starts from scratch."""
-
-    weights: str = Field("scratch", description="ignored: the pyramid has no pretrained weights")
-
-
-class Pyramid(nn.Module):
-    """Five stride-2 conv-BN-ReLU stages: a feature pyramid with ResNet's strides, in 4.5 k
-    parameters."""
-
-    channels = [4, 8, 8, 16, 16]
-    reductions = [2, 4, 8, 16, 32]
-
-    def __init__(self) -> None:
-        super().__init__()
-        sizes = [3, *self.channels]
-        self.stages = nn.ModuleList(
-            nn.Sequential(
-                nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(cout),
-                nn.ReLU(),
-            )
-            for cin, cout in zip(sizes, sizes[1:], strict=False)
-        )
-
-    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
-        out = []
-        for stage in self.stages:
-            image = stage(image)
-            out.append(image)
-        return out
-
-
-class TinyPyramid(Backbone):
-    """A tiny conv pyramid for fast contract tests."""
-
-    name = "test-pyramid"
-    Params = PyramidParams
-
-    def build(self, resolution: tuple[int, int]) -> nn.Module:
-        return Pyramid()
+__all__ = ["TinyPyramid", "plugin_path", "register_backbones"]
 
 
 @hookimpl

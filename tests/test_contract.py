@@ -1,141 +1,59 @@
-"""The algorithm contract, checked on every registered algorithm, third-party ones included.
+"""The component contract, checked by the plugin authors' test kit (``fmtlbench.testing``) on
+every registered algorithm, backbone and decoder — the built-ins through exactly the checks a
+third-party package runs on itself — and the kit's own failures on deliberately broken toy
+plugins, so that a kit that stopped checking would fail here.
 
-Each cell runs two real rounds (local training through the engine, the algorithm's context,
-client loss and schedule, aggregation, payloads loaded into the clients, traffic accounting)
-on tiny synthetic data, for both architectures and three scenarios: one dataset with
-multi-task clients (iid1), single-task clients whose decoder bodies are exchanged (niid2), and
-two datasets with different task sets (niid6). A cell passes when the run finishes with finite
-losses and states and the algorithm's server state survives a checkpoint, or when setup
-refuses the clients with a clear ``IncompatibleError``.
-
-The encoder is a real but tiny conv pyramid registered for these tests only (in a registry of
-their own): what is checked is the algorithms, and with a ResNet-18 encoder the server maths
-over 11 M parameters would make the grid of cells too slow for the suite. The algorithms run
-with ResNet-18 in the FedRep test, the end-to-end runs and ``benchmarks/grid.py``.
+The algorithm cells use the kit's tiny conv pyramid encoder: what is checked is the
+algorithms, and with a ResNet-18 encoder the server maths over 11 M parameters would make the
+grid of cells too slow for the suite. The algorithms run with ResNet-18 in the FedRep test, the
+end-to-end runs and ``benchmarks/grid.py``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from typing import Any
+from typing import Literal
 
 import pytest
 import torch
-from conftest import tiny_overrides
-from pyramid import TinyPyramid
+from pydantic import Field
 
-from fmtlbench import checkpoint
-from fmtlbench.components import Algorithm, ClientInfo, Update
-from fmtlbench.config import build_config
-from fmtlbench.engine import Engine
+from fmtlbench.components import Algorithm, AlgorithmParams, ClientInfo, Params
 from fmtlbench.errors import IncompatibleError
-from fmtlbench.federation import Federation, build_federation
 from fmtlbench.registry import build_registry
+from fmtlbench.testing import ARCHS, SCENARIOS, ContractError, check_algorithm_cell, check_params
+from fmtlbench.testing.algorithms import kit_registry
 
-REGISTRY = build_registry()
-REGISTRY.add("backbone", TinyPyramid, "tests/test_contract.py")
+REGISTRY = kit_registry()
 ALGORITHMS = REGISTRY.names("algorithm")
-ARCHS = ("md", "tc")
-SCENARIOS = ("iid1", "niid2", "niid6")
-#: Decoder parameters that keep every decoder tiny (only those a decoder accepts are used).
-TINY_DECODER = {"widths": [8, 8, 8, 8, 8], "convs": 1, "code_dim": 8, "mlp_layers": 1}
-#: Twins small enough for one local step per client and round.
-TWIN = {"twin_train": 24, "twin_test": 4, "twin_height": 48, "twin_width": 64}
-
-
-_BUILT: dict[tuple[str, str], Federation] = {}
-
-
-def federation(arch: str, scenario: str, tmp) -> Federation:
-    """One federation per (arch, scenario), built once; cells attach their algorithm to it."""
-    if (arch, scenario) not in _BUILT:
-        decoder = REGISTRY.get("decoder", arch).Params.model_fields
-        datasets = {g.dataset for g in REGISTRY.get("scenario", scenario).groups}
-        config = build_config(
-            None,
-            tiny_overrides(
-                tmp,
-                scenario=scenario,
-                algorithm={"name": "local"},
-                backbone={"name": TinyPyramid.name},
-                arch={
-                    "name": arch,
-                    "params": {k: v for k, v in TINY_DECODER.items() if k in decoder},
-                },
-                data={"datasets": {d: dict(TWIN) for d in datasets}},
-                training={"rounds": 3, "eval_every": 100, "eval_initial": False},
-            ),
-        )
-        _BUILT[arch, scenario] = build_federation(config, REGISTRY)
-    return _BUILT[arch, scenario]
-
-
-def attach(fed: Federation, algorithm: Algorithm) -> Federation:
-    """A fresh copy of ``fed`` at its initial states, run by ``algorithm`` (what
-    ``build_federation`` does after building the clients)."""
-    clone = dataclasses.replace(fed, states=[dict(s) for s in fed.states])
-    clone.attach(algorithm)
-    return clone
-
-
-def same(a: Any, b: Any) -> bool:
-    """Deep equality with exact tensor comparison."""
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, list | tuple):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    return a == b
-
-
-def check_checkpoint(fed: Federation, infos: list[ClientInfo], initial: list) -> None:
-    """The server state, saved and loaded into a fresh instance, reproduces what comes next."""
-    algorithm = fed.algorithm
-    # through the checkpoint's own format: every algorithm's state must survive it as data
-    saved = checkpoint.decode(checkpoint.encode({"algorithm": algorithm.state_dict()}), "test")
-    twin = type(algorithm)(algorithm.params)
-    twin.setup(infos, initial, fed.groups)
-    twin.load_state_dict(saved["algorithm"])
-    for k in range(len(infos)):
-        assert twin.exchanged_keys(k) == algorithm.exchanged_keys(k)
-        assert twin.local_phases(k) == algorithm.local_phases(k)
-        assert same(twin.context(k), algorithm.context(k)), f"context of client {k} differs"
-
-    def round_three() -> list[Update]:
-        return [
-            Update(k, info.num_train, {n: fed.exchangeable(k)[n].clone() for n in keys})
-            for k, info in enumerate(infos)
-            for keys in [algorithm.exchanged_keys(k)]
-        ]
-
-    assert same(algorithm.aggregate(3, round_three()), twin.aggregate(3, round_three()))
+INSTALLED = build_registry()
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("name", ALGORITHMS)
-def test_two_rounds_on_tiny_data(name: str, arch: str, scenario: str, tmp_path_factory) -> None:
-    base = federation(arch, scenario, tmp_path_factory.getbasetemp())
+def test_algorithm_cell(name: str, arch: str, scenario: str, fmtlbench_kit) -> None:
     cls = REGISTRY.get("algorithm", name)
-    try:
-        fed = attach(base, cls(cls.Params()))
-    except IncompatibleError as exc:  # a refusal is allowed, if it is one clear line
-        message = str(exc)
-        assert "\n" not in message and len(message) > 40, message
-        return
-    initial = [fed.exchangeable(k) for k in range(len(fed.clients))]
-    engine = Engine(fed)
-    for r in (1, 2):
-        metrics = engine.run_round(r)
-    losses = [v for k, v in metrics.items() if k.endswith("/train/total")]
-    assert len(losses) == len(fed.clients) and all(math.isfinite(v) for v in losses)
-    for state in fed.states:
-        assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
-    sends = any(fed.algorithm.exchanged_keys(k) for k in range(len(fed.clients)))
-    assert (metrics["comm/up_bytes"] > 0) == sends
-    check_checkpoint(fed, [c.info for c in fed.clients], initial)
+    check_algorithm_cell(cls, arch, scenario, fmtlbench_kit.workdir, REGISTRY)
+
+
+@pytest.mark.parametrize(
+    "kind,name",
+    [(kind, n) for kind in ("algorithm", "backbone", "decoder", "partitioner", "executor",
+                            "dataset") for n in INSTALLED.names(kind)],
+)  # fmt: skip
+def test_component_basics(kind: str, name: str, fmtlbench_kit) -> None:
+    fmtlbench_kit.component(INSTALLED.get(kind, name), kind)
+
+
+@pytest.mark.parametrize("name", INSTALLED.names("decoder"))
+def test_decoder_shapes(name: str, fmtlbench_kit) -> None:
+    fmtlbench_kit.decoder(INSTALLED.get("decoder", name))
+
+
+def test_backbone_shapes(fmtlbench_kit) -> None:
+    # resnet18 at 64 x 80 from scratch (no weights can be fetched here), and the kit's pyramid
+    fmtlbench_kit.backbone(INSTALLED.get("backbone", "resnet18"))
+    fmtlbench_kit.backbone(REGISTRY.get("backbone", "test-pyramid"))
 
 
 @pytest.mark.parametrize("name", ["pcgrad", "cagrad", "fedamp", "fedmtl", "matfl"])
@@ -146,3 +64,100 @@ def test_clients_with_nothing_in_common_are_refused_clearly(name: str) -> None:
     groups = [{"encoder.a": "encoder"}, {"encoder.b": "encoder"}]
     with pytest.raises(IncompatibleError, match="use (fedavg|local)"):
         cls(cls.Params()).setup(infos, states, groups)
+
+
+# ----------------------------------------------------------------- the kit catches breakage
+FedAvg = REGISTRY.get("algorithm", "fedavg")
+
+
+class Leaky(FedAvg):
+    """FedAvg that also sends every client an entry it does not exchange."""
+
+    name = "leaky"
+
+    def aggregate(self, round, updates):  # noqa: ANN001, ANN201
+        payloads = super().aggregate(round, updates)
+        for update in updates:
+            payloads[update.client]["client.private"] = torch.zeros(1)
+        return payloads
+
+
+class Positional(FedAvg):
+    """FedAvg whose payload for a client depends on the client's position in the list."""
+
+    name = "positional"
+
+    def aggregate(self, round, updates):  # noqa: ANN001, ANN201
+        payloads = super().aggregate(round, updates)
+        first = updates[0].client
+        payloads[first] = {n: v + 1.0 if v.is_floating_point() else v
+                           for n, v in payloads[first].items()}  # fmt: skip
+        return payloads
+
+
+class Forgetful(FedAvg):
+    """FedAvg with a round counter that it leaves out of its checkpointed state."""
+
+    name = "forgetful"
+
+    def setup(self, clients, states, groups):  # noqa: ANN001, ANN201
+        super().setup(clients, states, groups)
+        self.seen = 0
+
+    def aggregate(self, round, updates):  # noqa: ANN001, ANN201
+        self.seen += 1
+        payloads = super().aggregate(round, updates)
+        return {c: {n: v * self.seen if v.is_floating_point() else v for n, v in p.items()}
+                for c, p in payloads.items()}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "cls,message",
+    [
+        (Leaky, "entries it does not"),
+        (Positional, "reverse order change the payloads"),
+        (Forgetful, "not in state_dict"),
+    ],
+)
+def test_the_kit_fails_broken_algorithms_with_the_rule(cls, message, fmtlbench_kit) -> None:
+    with pytest.raises(ContractError, match=message):
+        check_algorithm_cell(cls, "md", "iid1", fmtlbench_kit.workdir, kit_registry(cls))
+
+
+class NoDefault(AlgorithmParams):
+    """A parameter without a default."""
+
+    mu: float
+
+
+class Unbounded(AlgorithmParams):
+    """A step size declared positive but checked by nobody... except its bound."""
+
+    step: float = Field(0.1, gt=0)
+    mode: Literal["a", "b"] = "a"
+
+
+class Anything(Params):
+    """A parameter of any type."""
+
+    knob: object = None
+
+
+@pytest.mark.parametrize(
+    "model,message",
+    [
+        (NoDefault, "'mu' has no default"),
+        (Anything, "'knob' set to an object of no parameter type"),
+    ],
+)
+def test_the_kit_fails_bad_params(model: type, message: str) -> None:
+    cls = type("Toy", (Algorithm,), {"__doc__": "A toy.", "name": "toy", "Params": model})
+    with pytest.raises(ContractError, match=message):
+        check_params(cls)
+
+
+def test_the_kit_accepts_declared_bounds_and_checks_them() -> None:
+    cls = type("Toy", (Algorithm,), {"__doc__": "A toy.", "name": "toy", "Params": Unbounded})
+    check_params(cls)  # every bound holds, every bad value is rejected
+    with pytest.raises(Exception, match="greater than 0"):
+        Unbounded(step=0.0)  # the value the kit tried just outside gt=0 is indeed refused

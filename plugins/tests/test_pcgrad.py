@@ -63,3 +63,16 @@ def test_server_state_survives_a_checkpoint():
     a = pcgrad.aggregate(2, updates(second))
     b = restored.aggregate(2, updates(second))
     assert torch.equal(a[0]["encoder.w"], b[0]["encoder.w"])
+
+
+def test_projection_orders_follow_the_client_not_its_position_in_the_list():
+    # four clients in mutual conflict: the random visiting orders matter, so a list in another
+    # order must still give every client the orders drawn for it
+    deltas = [[1.0, 0.0, 0.2], [-0.8, 1.0, 0.0], [0.1, -0.9, 1.0], [-0.5, -0.4, -0.7]]
+    zero = [{"encoder.w": torch.zeros(3)} for _ in deltas]
+    sent = [{"encoder.w": torch.tensor(d)} for d in deltas]
+    forward = make(PCGrad, zero).aggregate(1, updates(sent))
+    backward = make(PCGrad, zero).aggregate(1, updates(sent)[::-1])
+    assert not torch.allclose(forward[0]["encoder.w"], torch.tensor(deltas).mean(0))  # projected
+    for k in range(4):
+        assert torch.allclose(forward[k]["encoder.w"], backward[k]["encoder.w"], atol=1e-6)
