@@ -26,12 +26,13 @@ import yaml
 from conftest import tiny_overrides
 from mlflow.tracking import MlflowClient
 from pyramid import TinyPyramid, plugin_path
-from test_contract import REGISTRY, TINY_DECODER, TWIN
+from test_contract import REGISTRY
 
 from fmtlbench import checkpoint, signals
 from fmtlbench.config import build_config
 from fmtlbench.engine import NullReporter
 from fmtlbench.runner import execute
+from fmtlbench.testing.tiny import TINY_DECODER, TWIN
 
 #: The tiny decoders' parameters that the md decoder takes.
 MD_PARAMS = {
