@@ -117,6 +117,7 @@ def execute(
         if state["partition_hash"] != fed.manifest.digest():
             raise ConfigError(f"checkpoint of run {resume} does not match its partition")
         fed.states = state["states"]
+        fed.weighting_states = state.get("weighting", fed.weighting_states)
         fed.algorithm.load_state_dict(state["algorithm"])
         engine.delivered = resume_state.delivered_ids(state["delivered"])
         start, history, initial = state["round"] + 1, state["history"], state["initial"]
@@ -157,6 +158,7 @@ def execute(
                     "config": config.dump(),
                     "round": current,
                     "states": fed.states,
+                    "weighting": fed.weighting_states,
                     "algorithm": server,
                     "delivered": resume_state.delivered_tensors(
                         engine.delivered, fed.states, server
