@@ -62,6 +62,7 @@ def run_tags(fed: Federation, registry: Registry) -> dict[str, str]:
         "share": str(getattr(fed.algorithm.params, "share", "")),
         "arch": cfg.arch.name,
         "backbone": cfg.backbone.name,
+        "weighting": cfg.training.weighting.name,
         "data": "synthetic" if fed.synthetic else "real",
         "seed": str(cfg.seed),
         "clients": str(fed.scenario.num_clients),
