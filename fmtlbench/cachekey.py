@@ -13,6 +13,8 @@ import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from fmtlbench.config import DEFAULT_WEIGHTING
+
 if TYPE_CHECKING:
     from fmtlbench.config import RunConfig
 
@@ -24,6 +26,8 @@ _IGNORED = ("tracking", "executor", "checkpoint_dir", "checkpoint_every", "energ
 _IGNORED_DATA = ("root", "cache_dir")
 # TrainingConfig fields that change speed, never a metric (tests hold workers to that).
 _IGNORED_TRAINING = ("workers", "pin_memory", "persistent_workers", "non_blocking")
+# ``training.weighting`` at its default, left out of the hash (see ``cache_key``).
+_DEFAULT_WEIGHTING = {"name": DEFAULT_WEIGHTING, "params": {}}
 
 
 def cache_key(
@@ -43,6 +47,10 @@ def cache_key(
         cfg.get("data", {}).pop(name, None)
     for name in _IGNORED_TRAINING:
         cfg.get("training", {}).pop(name, None)
+    if cfg.get("training", {}).get("weighting") == _DEFAULT_WEIGHTING:
+        # the default weighting is the study's loss: runs from before the setting existed
+        # computed exactly this, so their keys stay valid
+        cfg["training"].pop("weighting")
     payload = {
         "config": cfg,
         "partition_hash": partition_hash,

@@ -31,5 +31,8 @@ def resolve_components(config: RunConfig, registry: Registry) -> dict[str, Any]:
         choice = getattr(config, field_name)
         cls = registry.get(kind, choice.name)
         chosen[field_name] = cls(component_params(cls, choice.params, f"{field_name}.params"))
+    weighting = config.training.weighting
+    cls = registry.get("weighting", weighting.name)
+    chosen["weighting"] = cls(component_params(cls, weighting.params, "training.weighting.params"))
     chosen["scenario"] = resolve_scenario(config.scenario, registry, config.clients)
     return chosen

@@ -23,6 +23,7 @@ KIND_NAMES = {
     "backbones": "backbone",
     "decoders": "decoder",
     "executors": "executor",
+    "weightings": "weighting",
     "scenarios": "scenario",
 }
 
@@ -96,6 +97,7 @@ def _overrides(**options) -> list[dict]:
         "profile": ("profile",),
         "scenario": ("scenario",),
         "algo": ("algorithm", "name"),
+        "weighting": ("training", "weighting", "name"),
         "arch": ("arch", "name"),
         "backbone": ("backbone", "name"),
         "seed": ("seed",),
@@ -130,6 +132,11 @@ def _overrides(**options) -> list[dict]:
 )
 @click.option("--scenario", help="Scenario name (see `fmtlbench list scenarios`) or file.")
 @click.option("--algo", help="Federated algorithm (see `fmtlbench list algorithms`).")
+@click.option(
+    "--weighting",
+    help="Client-side task weighting (see `fmtlbench list weightings`); default equal, the "
+    "study's fixed task weights.",
+)
 @click.option("--arch", help="Decoder architecture: md (one decoder per task) or tc.")
 @click.option("--backbone", help="Encoder backbone: resnet18 or swin-t.")
 @click.option("--seed", type=int, help="Seed of partition, initialisation and training.")

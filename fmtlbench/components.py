@@ -1,4 +1,4 @@
-"""Base classes of the five component kinds that plugins provide.
+"""Base classes of the component kinds that plugins provide.
 
 Every component class has a unique lowercase ``name``, a one-line docstring (its summary in
 ``fmtlbench list``) and a pydantic ``Params`` model holding its hyper-parameters with defaults.
@@ -9,7 +9,7 @@ command runs, and ``fmtlbench --help`` has to stay fast.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -363,6 +363,92 @@ class Algorithm(Component):
         """Restore what ``state_dict`` returned."""
 
 
+# --------------------------------------------------------------------------- weightings
+class Weighting(Component):
+    """Balances a multi-task client's task losses in local training (``training.weighting``).
+
+    Not to be confused with ``algorithm.params.weighting``, which is the server's choice of
+    client weights in averages: this kind acts inside one client, on its tasks.
+
+    A fresh instance serves one client for one round: the worker builds it from ``params``,
+    calls ``begin`` with the client's tasks and the state the weighting left at the end of
+    the client's previous round (``{}`` at first), and reads ``state_dict`` back after the
+    round, so state that a method carries across rounds (DWA's loss history, uncertainty
+    weighting's log-variances) is client-private data that travels in the job and its result
+    like the model's state, whatever executor runs the job, and is checkpointed with it.
+
+    Two families. Loss weightings (``gradient = False``) return the scalar to differentiate
+    from ``combine``. Gradient weightings (``gradient = True``) fill the parameters'
+    gradients themselves in ``backward``, from the per-task losses. Every method receives the
+    *unweighted* task losses; ``spec.loss_weight`` is the study's fixed weight ``q_t`` of a
+    task, which the default weighting applies and the others build on.
+
+    A single-task client never sees a weighting: training uses the study's loss ``q_t L_t``
+    for it, so every weighting is the identity there. ``weights()`` reports, per task, the
+    mean over the round's steps of the coefficient of the task's unweighted loss (or of its
+    gradient) in what was differentiated: what the engine logs per client and round.
+    """
+
+    kind: ClassVar[str] = "weighting"
+    #: False: ``combine`` builds the loss; True: ``backward`` writes the gradients.
+    gradient: ClassVar[bool] = False
+
+    def check(self, client: int, specs: Mapping[str, TaskSpec], precision: str) -> None:
+        """Refuse, with a ``ConfigError``, a client this weighting cannot serve (called when
+        the run is built, before any training). Default: every client is fine."""
+
+    def begin(
+        self, client: int, specs: Mapping[str, TaskSpec], state: Mapping[str, Any], device: Any
+    ) -> None:
+        """Start a client's round: its index and tasks, its saved state (``{}`` at first) and
+        the device it trains on."""
+        self.client = client
+        self.specs = dict(specs)
+        self.device = device
+        self._sums: dict[str, float] = {}
+        self._steps = 0
+
+    def parameters(self) -> list[torch.Tensor]:
+        """Learnable tensors of the weighting, optimised with the model (default none)."""
+        return []
+
+    def epoch_start(self) -> None:
+        """Called before every local epoch (DWA sets its epoch's weights here)."""
+
+    def epoch_end(self, means: Mapping[str, float]) -> None:
+        """Called after every local epoch with the epoch's mean unweighted task losses."""
+
+    def combine(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The scalar loss of one step from the unweighted task losses (loss weightings)."""
+        raise NotImplementedError
+
+    def backward(
+        self,
+        losses: Mapping[str, torch.Tensor],
+        shared: Sequence[torch.Tensor],
+        specific: Sequence[torch.Tensor],
+    ) -> None:
+        """Accumulate one step's gradients into ``.grad`` (gradient weightings). ``shared``
+        are the trainable parameters every task's loss depends on, ``specific`` those of one
+        task alone (see ``fmtlbench.training.split_parameters``)."""
+        raise NotImplementedError
+
+    def record(self, weights: Mapping[str, float]) -> None:
+        """Note the coefficients one step used (for ``weights``)."""
+        for task, value in weights.items():
+            self._sums[task] = self._sums.get(task, 0.0) + float(value)
+        self._steps += 1
+
+    def weights(self) -> dict[str, float]:
+        """Mean coefficient per task over the steps recorded since ``begin``."""
+        return {t: v / max(self._steps, 1) for t, v in self._sums.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the next round's ``begin`` of the same client receives (default nothing)."""
+        return {}
+
+
 KINDS: dict[str, type[Component]] = {
-    cls.kind: cls for cls in (Dataset, Partitioner, Backbone, Decoder, Algorithm, Executor)
+    cls.kind: cls
+    for cls in (Dataset, Partitioner, Backbone, Decoder, Algorithm, Executor, Weighting)
 }

@@ -81,6 +81,8 @@ class Augmentation(BaseModel):
 
 
 Resolution = tuple[int, int]
+#: The default task weighting: the study's fixed task weights, i.e. its results unchanged.
+DEFAULT_WEIGHTING = "equal"
 
 
 class MetricsConfig(_Strict):
@@ -172,6 +174,12 @@ class TrainingConfig(_Strict):
     )
     channels_last: bool = Field(
         False, description="train in the channels-last memory format (faster convolutions)"
+    )
+    weighting: ComponentChoice = Field(
+        default_factory=lambda: ComponentChoice(name=DEFAULT_WEIGHTING),
+        description="client-side task weighting (a weighting component, `--weighting NAME`); "
+        "'equal' keeps the study's fixed task weights. Not algorithm.params.weighting, which "
+        "is the server's choice of client weights",
     )
 
     @model_validator(mode="after")
@@ -438,17 +446,27 @@ def build_config(
         user = merge(user, over)
     profile = user.get("profile", RunConfig.model_fields["profile"].default)
     # component defaults first, so that ``--set algorithm.params.x=1`` keeps the default name
-    base = {
-        name: info.default_factory().model_dump()
-        for name, info in RunConfig.model_fields.items()
-        if info.annotation is ComponentChoice
-    }
+    base = _component_defaults(RunConfig)
     data = merge(merge(base, load_profile(str(profile))), user)
     data["profile"] = profile
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"invalid configuration: {describe_validation_error(exc)}") from None
+
+
+def _component_defaults(model: type[BaseModel]) -> dict[str, Any]:
+    """The default ``ComponentChoice`` of every such field, nested sections included (so that
+    ``--set training.weighting.params.x=1`` keeps the default weighting's name)."""
+    out: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        if info.annotation is ComponentChoice:
+            out[name] = info.default_factory().model_dump()
+        elif isinstance(info.annotation, type) and issubclass(info.annotation, _Strict):
+            inner = _component_defaults(info.annotation)
+            if inner:
+                out[name] = inner
+    return out
 
 
 def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:

@@ -114,6 +114,7 @@ class Engine:
         """Round ``r``'s self-contained client jobs: what each client needs, copied out of the
         server side (state, context, schedule, the algorithm's client-side parameters)."""
         fed, algo = self.fed, self.fed.algorithm
+        w_params = None if fed.weighting is None else fed.weighting.params
         return [
             ClientJob(
                 client=k,
@@ -125,6 +126,8 @@ class Engine:
                 state=fed.states[k],
                 wanted=list(algo.exchanged_keys(k)),
                 algorithm=(type(algo), algo.params),
+                weighting=None if fed.weighting is None else (type(fed.weighting), w_params),
+                weighting_state=fed.weighting_states[k] if fed.weighting_states else {},
             )
             for k in range(len(fed.clients))
         ]
@@ -145,9 +148,13 @@ class Engine:
         updates = []
         for result in fed.executor.map(self.worker, jobs):
             fed.states[result.client] = result.state
+            if fed.weighting_states:
+                fed.weighting_states[result.client] = result.weighting_state
             updates.append(result.update)
             for key, value in result.losses.items():
                 metrics[keys.client_train(result.client, key)] = value
+            for task, value in result.task_weights.items():
+                metrics[keys.client_task_weight(result.client, task)] = value
             self.reporter.client_done(result.client, result.losses)
             if len(updates) == 1:
                 signals.pause("round", r)  # test hook (mid-round), inert by default

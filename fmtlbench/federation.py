@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from fmtlbench.choices import resolve_components
-from fmtlbench.components import Algorithm, ClientInfo, Dataset, Executor
+from fmtlbench.components import Algorithm, ClientInfo, Dataset, Executor, Weighting
 from fmtlbench.config import RunConfig, TrainingConfig
 from fmtlbench.data import component_params, open_dataset
 from fmtlbench.errors import ConfigError, IncompatibleError
@@ -102,6 +102,10 @@ class Federation:
     names: list[dict[str, str]] = field(default_factory=list)
     #: Per client: exchange name -> parameter group.
     groups: list[dict[str, str]] = field(default_factory=list)
+    #: The run's task weighting (``training.weighting``); each client job builds its own.
+    weighting: Weighting | None = None
+    #: Per client: the task weighting's private state, carried from round to round.
+    weighting_states: list[dict[str, Any]] = field(default_factory=list)
 
     def attach(self, algorithm: Algorithm) -> None:
         """Hand the clients' current exchangeable entries to ``algorithm`` and refuse, with a
@@ -244,7 +248,12 @@ def build_federation(config: RunConfig, registry: Registry) -> Federation:
         models=models,
         device=device,
         states=[dict(initial[c.structure]) for c in clients],
+        weighting=choose["weighting"],
+        weighting_states=[{} for _ in clients],
     )
+    for c in clients:
+        if len(c.specs) > 1:  # single-task clients train the study's loss whatever the choice
+            choose["weighting"].check(c.index, c.specs, training.precision)
     tags = [models[c.structure].groups() for c in clients]
     fed.names = exchange_names(
         [models[c.structure] for c in clients], [c.dataset.name for c in clients], tags

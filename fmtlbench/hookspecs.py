@@ -58,6 +58,11 @@ def register_executors() -> list[type]:
 
 
 @hookspec
+def register_weightings() -> list[type]:
+    """Client-side task weighting classes (subclasses of ``fmtlbench.components.Weighting``)."""
+
+
+@hookspec
 def register_scenarios() -> list:
     """Scenario specs (``fmtlbench.scenario.ScenarioSpec`` instances): data, not classes."""
 
@@ -70,5 +75,6 @@ HOOKS: dict[str, str] = {
     "register_decoders": "decoder",
     "register_algorithms": "algorithm",
     "register_executors": "executor",
+    "register_weightings": "weighting",
     "register_scenarios": "scenario",
 }

@@ -173,6 +173,35 @@ def task_loss(spec: TaskSpec, pred: Tensor, target: Tensor) -> Tensor:
     return fn(spec, pred, target)
 
 
+def task_losses(
+    specs: Mapping[str, TaskSpec],
+    preds: Mapping[str, Tensor],
+    targets: Mapping[str, Tensor],
+) -> dict[str, Tensor]:
+    """The unweighted scalar loss of every task in ``preds``, in ``preds``' order."""
+    if not preds:
+        raise ConfigError("multitask_loss got no predictions: the model produced no task")
+    out: dict[str, Tensor] = {}
+    for task, pred in preds.items():
+        for source, table in (("specs", specs), ("targets", targets)):
+            if task not in table:
+                raise ConfigError(f"multitask_loss: task {task!r} has a prediction but no {source}")
+        out[task] = task_loss(specs[task], pred, targets[task])
+    return out
+
+
+def weighted_sum(specs: Mapping[str, TaskSpec], losses: Mapping[str, Tensor]) -> Tensor:
+    """``Σ_t LOSS_WEIGHTS[t] · loss_t`` in the order of ``losses``: the study's loss, which
+    the default task weighting must reproduce bit for bit."""
+    total: Tensor | None = None
+    for task, loss in losses.items():
+        weighted = specs[task].loss_weight * loss
+        total = weighted if total is None else total + weighted
+    if total is None:
+        raise ConfigError("multitask_loss got no predictions: the model produced no task")
+    return total
+
+
 def multitask_loss(
     specs: Mapping[str, TaskSpec],
     preds: Mapping[str, Tensor],
@@ -180,17 +209,5 @@ def multitask_loss(
 ) -> tuple[Tensor, dict[str, float]]:
     """``Σ_t LOSS_WEIGHTS[t] · loss_t`` over the tasks in ``preds``, and each unweighted
     ``loss_t`` as a float for logging (the weighted sum hides which task misbehaves)."""
-    if not preds:
-        raise ConfigError("multitask_loss got no predictions: the model produced no task")
-    total: Tensor | None = None
-    logged: dict[str, float] = {}
-    for task, pred in preds.items():
-        for source, table in (("specs", specs), ("targets", targets)):
-            if task not in table:
-                raise ConfigError(f"multitask_loss: task {task!r} has a prediction but no {source}")
-        loss = task_loss(specs[task], pred, targets[task])
-        logged[task] = float(loss.detach())
-        weighted = specs[task].loss_weight * loss
-        total = weighted if total is None else total + weighted
-    assert total is not None
-    return total, logged
+    losses = task_losses(specs, preds, targets)
+    return weighted_sum(specs, losses), {t: float(v.detach()) for t, v in losses.items()}

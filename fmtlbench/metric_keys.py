@@ -11,6 +11,8 @@ The layout:
   its own local test set); ``..._std`` beside it is the spread over those clients;
 - ``client<k>/G|P/<task>/<metric>`` — the same for one client;
 - ``client<k>/train/<name>`` and ``train/loss`` — local training losses;
+- ``client<k>/weight/<task>`` — the task weight a client's local training used in a round (the
+  mean coefficient of the task's unweighted loss, see ``fmtlbench.components.Weighting``);
 - ``comm/client<k>/up|down/<group>`` — bytes one client sent or received per parameter group,
   ``comm/up_bytes``/``comm/down_bytes`` their round totals;
 - ``time/<phase>`` — wall seconds of a round phase; ``energy/<phase>_<unit>`` and
@@ -149,6 +151,11 @@ def traffic_total(direction: str) -> str:
 def client_train(client: int, name: str) -> str:
     """A local training figure of one client (e.g. its loss)."""
     return f"{client_label(client)}/train/{name}"
+
+
+def client_task_weight(client: int, task: str) -> str:
+    """The mean weight of ``task``'s loss in one client's local training of a round."""
+    return f"{client_label(client)}/weight/{task}"
 
 
 def time(phase: str) -> str:

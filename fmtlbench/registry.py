@@ -31,6 +31,7 @@ PLURALS = {
     "decoder": "decoders",
     "algorithm": "algorithms",
     "executor": "executors",
+    "weighting": "weightings",
     "scenario": "scenarios",
 }
 

@@ -62,6 +62,7 @@ def run_tags(fed: Federation, registry: Registry) -> dict[str, str]:
         "share": str(getattr(fed.algorithm.params, "share", "")),
         "arch": cfg.arch.name,
         "backbone": cfg.backbone.name,
+        "weighting": cfg.training.weighting.name,
         "data": "synthetic" if fed.synthetic else "real",
         "seed": str(cfg.seed),
         "clients": str(fed.scenario.num_clients),
@@ -120,6 +121,7 @@ def execute(
         if state["partition_hash"] != fed.manifest.digest():
             raise ConfigError(f"checkpoint of run {resume} does not match its partition")
         fed.states = state["states"]
+        fed.weighting_states = state.get("weighting", fed.weighting_states)
         fed.algorithm.load_state_dict(state["algorithm"])
         engine.delivered = resume_state.delivered_ids(state["delivered"])
         start, history, initial = state["round"] + 1, state["history"], state["initial"]
@@ -160,6 +162,7 @@ def execute(
                     "config": config.dump(),
                     "round": current,
                     "states": fed.states,
+                    "weighting": fed.weighting_states,
                     "algorithm": server,
                     "delivered": resume_state.delivered_tensors(
                         engine.delivered, fed.states, server

@@ -11,12 +11,12 @@ config - the same code path, so serial stays the reference for every executor.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from fmtlbench.components import Algorithm, Params, Phase, Update
+from fmtlbench.components import Algorithm, Params, Phase, Update, Weighting
 from fmtlbench.exchange import ExchangeView
 from fmtlbench.federation import Federation, State, snapshot, to_device
 from fmtlbench.training import step_settings, train_local
@@ -40,6 +40,10 @@ class ClientJob:
     #: The algorithm's class and parameters: a fresh instance gives ``client_loss``, so the
     #: client side cannot read or change server-side algorithm state.
     algorithm: tuple[type[Algorithm], Params]
+    #: The task weighting's class and parameters (a fresh instance per client and round) and
+    #: the state it left at the end of this client's previous round (``{}`` at first).
+    weighting: tuple[type[Weighting], Params] | None = None
+    weighting_state: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -48,6 +52,10 @@ class ClientResult:
     state: State
     update: Update
     losses: dict[str, float]
+    #: The weighting's state after the round: the next round's ``weighting_state``.
+    weighting_state: dict[str, Any] = field(default_factory=dict)
+    #: Per task, the mean coefficient of its loss the client used (``Weighting.weights``).
+    task_weights: dict[str, float] = field(default_factory=dict)
 
 
 class Worker:
@@ -93,6 +101,11 @@ class Worker:
         cls, params = job.algorithm
         side = cls(params)
         view = ExchangeView(model, fed.names[k])
+        weighting = None
+        if job.weighting is not None and len(client.specs) > 1:  # one task: the identity
+            wcls, wparams = job.weighting
+            weighting = wcls(wparams)
+            weighting.begin(k, client.specs, job.weighting_state, fed.device)
         losses = train_local(
             model,
             client.train,
@@ -104,8 +117,15 @@ class Worker:
             lambda _model, context: side.client_loss(view, context),
             to_device(job.context, fed.device),
             **step_settings(fed.config.training),
+            weighting=weighting,
         )
         state = snapshot(model)
         wanted = set(job.wanted)
         sent = {name: state[key] for key, name in fed.names[k].items() if name in wanted}
-        return ClientResult(k, state, Update(k, len(client.train.dataset), sent), losses)
+        if weighting is None:
+            carried = dict(job.weighting_state)
+            used = {t: float(spec.loss_weight) for t, spec in client.specs.items()}
+        else:
+            carried, used = weighting.state_dict(), weighting.weights()
+        update = Update(k, len(client.train.dataset), sent)
+        return ClientResult(k, state, update, losses, carried, used)

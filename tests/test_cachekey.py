@@ -27,3 +27,15 @@ def test_lr_seed_partition_versions_and_data_change_the_key() -> None:
     assert cache_key(cfg, "abc", [*VERSIONS, "plug==3"], "synthetic") != base
     assert cache_key(cfg, "abc", VERSIONS, "real") != base
     assert len(base) == 64
+
+
+def test_default_task_weighting_keeps_the_keys_runs_had_before_the_setting() -> None:
+    """Pinned: the keys fmtlbench computed for these configs before ``training.weighting``
+    existed (main at f23d865), so finished runs are still found by sweeps."""
+    assert key() == "4e745aba60b054b0f9592b1c7e9cad8592e4f4e13e46508f83613ea596259ea9"
+    fedprox = key(algorithm={"name": "fedprox", "params": {"mu": 0.01}}, training={"rounds": 3})
+    assert fedprox == "68a2ad03e62544586e8095590b69856e2cb8f724f69bc4bddbfdc441a7bb4dc1"
+    assert key(training={"weighting": {"name": "equal"}}) == key()
+    assert key(training={"weighting": {"name": "dwa"}}) != key()
+    dwa_tau = {"name": "dwa", "params": {"temperature": 1.0}}
+    assert key(training={"weighting": dwa_tau}) != key(training={"weighting": {"name": "dwa"}})

@@ -229,6 +229,10 @@ def test_method_labels_separate_every_distinct_method():
         "local tc",
     ]
     assert method_labels(runs[:2]) == ["fedavg", "fedavg-E"]  # nothing else varies
+    # a client-side task weighting other than the study's is another method
+    weighted = [{"algorithm": "fedavg"}, {"algorithm": "fedavg", "weighting": "equal"},
+                {"algorithm": "fedavg", "weighting": "dwa"}]  # fmt: skip
+    assert method_labels(weighted) == ["fedavg", "fedavg", "fedavg +dwa"]
 
 
 # --------------------------------------------------------------------------- reference rule

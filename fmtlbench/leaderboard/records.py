@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from fmtlbench.config import DEFAULT_WEIGHTING
 from fmtlbench.metric_keys import TaskMetric
 
 #: MLflow params of a run that hold its algorithm's hyper-parameters.
@@ -49,7 +50,8 @@ def method_labels(tag_sets: Iterable[Mapping[str, str]]) -> list[str]:
     """A short method name per run: the algorithm, ``-E`` when only the encoder is shared,
     plus arch and backbone when they vary among the runs, plus any algorithm parameter
     (keys ``algorithm.params.*``, e.g. FedProx's ``mu``) that varies among the runs of that
-    algorithm. Labels stay short but never merge different methods."""
+    algorithm, plus ``+NAME`` for a client-side task weighting other than the study's. Labels
+    stay short but never merge different methods."""
     tag_sets = list(tag_sets)
     varying = [tag for tag in ("arch", "backbone") if len({t.get(tag, "") for t in tag_sets}) > 1]
     params: dict[str, set[str]] = {}
@@ -62,6 +64,9 @@ def method_labels(tag_sets: Iterable[Mapping[str, str]]) -> list[str]:
     for tags in tag_sets:
         algorithm = tags.get("algorithm", "?")
         label = algorithm + ("-E" if tags.get("share") == "encoder" else "")
+        weighting = tags.get("weighting", DEFAULT_WEIGHTING)  # runs before the tag: the study's
+        if weighting != DEFAULT_WEIGHTING:
+            label += f" +{weighting}"
         for tag in varying:
             label += f" {tags.get(tag, '?')}"
         peers = [t for t in tag_sets if t.get("algorithm", "?") == algorithm]

@@ -1,0 +1,1 @@
+"""Built-in client-side task weightings: loss weightings and torchjd's Jacobian aggregators."""
