@@ -96,6 +96,13 @@ class MetricsConfig(_Strict):
         "costs one pixel matching per test image (about 0.3 s at 425x560), so the default is "
         "modest; BSDS uses 99",
     )
+    edge_at: Literal["final", "every"] = Field(
+        "final",
+        description="evaluations that compute edge odsF/oisF: 'final' (the last evaluation of "
+        "the run, which the leaderboard reads; every evaluation while odsF is the edge primary) "
+        "or 'every'. The matching costs about 0.25 s per threshold and test image at 425x560, "
+        "so at every evaluation it would outweigh the rest of a GPU run",
+    )
     primary: dict[str, str] = Field(
         default_factory=dict,
         description="task -> metric that replaces its default primary in tables and "
@@ -119,6 +126,13 @@ class MetricsConfig(_Strict):
         if self.primary.get("edge") == "odsf" and self.edge_thresholds == 0:
             raise ValueError("primary edge=odsf needs edge_thresholds > 0")
         return self
+
+    def interim(self, spec: TaskSpec) -> TaskSpec:
+        """``spec`` as evaluated before the last evaluation: without odsF/oisF under
+        ``edge_at='final'``, unless odsF is the primary (Δ% is logged at every evaluation)."""
+        if self.edge_at == "every" or not spec.odsf_thresholds or spec.chosen_primary == "odsf":
+            return spec
+        return dataclasses.replace(spec, odsf_thresholds=0)
 
     def apply(self, spec: TaskSpec) -> TaskSpec:
         """``spec`` with this run's metric settings stamped in (see ``TaskSpec``)."""

@@ -228,8 +228,11 @@ class Engine:
         on the same loader share one evaluation. Under FedAvg every client holds the global
         model, so G-FL costs one pass over the official test split instead of K. Every client
         still gets its own row (a copy of the shared metrics); ``shared`` counts the
-        evaluations saved this way."""
+        evaluations saved this way. Edge odsF/oisF are left to the last evaluation unless
+        ``training.metrics.edge_at`` says otherwise (see ``MetricsConfig.interim``)."""
         fed = self.fed
+        settings = fed.config.training
+        final = r == settings.rounds
         per_client: dict[str, list] = {"G": [], "P": []}
         done: dict[tuple, TaskMetrics] = {}
         shared, digest_seconds, memo = 0, 0.0, {}
@@ -239,14 +242,17 @@ class Engine:
             digest_seconds += time.perf_counter() - t0
             model = None
             splits = (("G", fed.global_tests[client.dataset.name]), ("P", client.test))
+            specs = client.specs
+            if not final:
+                specs = {t: settings.metrics.interim(spec) for t, spec in specs.items()}
             for kind, loader in splits:
-                key = (client.structure, digest, id(loader), tuple(client.specs))
+                key = (client.structure, digest, id(loader), tuple(specs))
                 if key in done:
                     shared += 1
                 else:
                     if model is None:  # loaded only when something is left to evaluate
                         model = fed.load(k)
-                    done[key] = evaluate(model, loader, client.specs)
+                    done[key] = evaluate(model, loader, specs)
                 per_client[kind].append(copy.deepcopy(done[key]))
         summary = {
             kind: summarise([(c.dataset.name, m) for c, m in zip(fed.clients, rows, strict=True)])

@@ -247,9 +247,10 @@ class Messages:
         pass
 
 
-def tiny_run(tmp_path, metrics: dict, reporter: Messages | None = None):
-    """A tracked run (tiny conv pyramid, 2 clients, 16x20, one round) with ``metrics`` as its
-    ``training.metrics``; returns the outcome and the run's MLflow metrics."""
+def tiny_run(tmp_path, metrics: dict, reporter: Messages | None = None, **training: object):
+    """A tracked run (tiny conv pyramid, 2 clients, 16x20, one round unless ``training`` says
+    otherwise) with ``metrics`` as its ``training.metrics``; returns the outcome and the run's
+    MLflow metrics."""
     from conftest import tiny_overrides
     from mlflow.tracking import MlflowClient
     from pyramid import TinyPyramid
@@ -273,6 +274,7 @@ def tiny_run(tmp_path, metrics: dict, reporter: Messages | None = None):
             "resolution": {"default": [16, 20]},
             "eval_resolution": {"default": [16, 20]},
             "metrics": metrics,
+            **training,
         },
     )
     outcome = execute(build_config(None, over), reporter=reporter, registry=registry)
@@ -287,6 +289,24 @@ def test_tiny_run_logs_odsf_and_oisf_and_can_rank_by_odsf(tmp_path):
         assert 0.0 <= metrics[key] <= 100.0, key
     assert "client1/G/edge/oisf" in metrics and "G/nyudv2/edge/loss" in metrics
     assert outcome.federation.datasets["nyudv2"].tasks["edge"].primary == ("odsf", False)
+
+
+def test_odsf_waits_for_the_last_evaluation_unless_asked_at_every_one(tmp_path):
+    """By default odsF/oisF cost one matching pass only at the last evaluation (the one the
+    leaderboard reads); the loss is logged at every evaluation; ``edge_at='every'`` and odsF
+    as the primary compute them every time."""
+    from mlflow.tracking import MlflowClient
+
+    def steps(metrics: dict, name: str, **training: object) -> list[int]:
+        outcome, _ = tiny_run(tmp_path / name, metrics, rounds=2, eval_initial=True, **training)
+        history = MlflowClient().get_metric_history(outcome.run_id, "G/nyudv2/edge/odsf")
+        loss = MlflowClient().get_metric_history(outcome.run_id, "G/nyudv2/edge/loss")
+        assert sorted(m.step for m in loss) == [0, 1, 2], name
+        return sorted(m.step for m in history)
+
+    assert steps({}, "final") == [2]
+    assert steps({"edge_at": "every"}, "every") == [0, 1, 2]
+    assert steps({"primary": {"edge": "odsf"}}, "primary") == [0, 1, 2]
 
 
 def hide_library(monkeypatch) -> None:

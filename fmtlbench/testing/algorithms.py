@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from fmtlbench import checkpoint
+from fmtlbench import metric_keys as keys
 from fmtlbench.components import Algorithm, ClientInfo, Update
 from fmtlbench.testing.checks import ContractError, check_params
 from fmtlbench.testing.tiny import TINY_DECODER, TWIN, TinyPyramid, overrides
@@ -160,12 +161,9 @@ def check_algorithm_cell(
                     algorithm, where, f"client {k}'s entry {name!r} is not finite after two rounds"
                 )
     sends = any(algorithm.exchanged_keys(k) for k in range(len(fed.clients)))
-    if (metrics["comm/up_bytes"] > 0) != sends:
-        _fail(
-            algorithm,
-            where,
-            f"upload traffic {metrics['comm/up_bytes']} B while exchanging: {sends}",
-        )
+    up = metrics[keys.traffic_total("up")]
+    if (up > 0) != sends:
+        _fail(algorithm, where, f"upload traffic {up} B while exchanging: {sends}")
 
     twins = [_restored(algorithm, infos, initial, fed.groups) for _ in range(2)]
     for k in range(len(infos)):
