@@ -27,10 +27,10 @@ from conftest import tiny_overrides
 from mlflow.tracking import MlflowClient
 from pyramid import TinyPyramid, plugin_path
 from test_contract import REGISTRY
+from test_run import StopAt
 
 from fmtlbench import checkpoint, signals
 from fmtlbench.config import build_config
-from fmtlbench.engine import NullReporter
 from fmtlbench.runner import execute
 from fmtlbench.testing.tiny import TINY_DECODER, TWIN
 
@@ -44,17 +44,6 @@ UNREPRODUCIBLE = ("time/", "energy/")
 
 def reproducible(metrics: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if not k.startswith(UNREPRODUCIBLE)}
-
-
-class StopAt(NullReporter):
-    """Interrupts the run like Ctrl-C when ``round`` starts (after ``round - 1`` was saved)."""
-
-    def __init__(self, round: int) -> None:
-        self.round = round
-
-    def round_started(self, round: int, rounds: int, clients: int) -> None:
-        if round == self.round:
-            raise KeyboardInterrupt
 
 
 def scramble_rngs() -> None:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
+from test_run import StopAt
 
 from fmtlbench import checkpoint
 from fmtlbench import metric_keys as keys
-from fmtlbench.engine import NullReporter
 from fmtlbench.runner import execute
 from fmtlbench.tasks import LOSS_WEIGHTS
 
@@ -36,17 +36,6 @@ def test_dwa_run_logs_each_clients_task_weights(tiny_config):
         assert sum(ratios) == pytest.approx(4.0, rel=1e-9)
         assert max(abs(r - 1) for r in ratios) > 1e-6
     assert MlflowClient().get_run(outcome.run_id).data.params["training.weighting.name"] == "dwa"
-
-
-class StopAt(NullReporter):
-    """Interrupts the run like Ctrl-C when ``round`` starts (its checkpoint stays)."""
-
-    def __init__(self, round: int) -> None:
-        self.round = round
-
-    def round_started(self, round: int, rounds: int, clients: int) -> None:
-        if round == self.round:
-            raise KeyboardInterrupt
 
 
 def test_uncertainty_log_variances_are_client_state_in_the_checkpoint(tiny_config):
