@@ -15,17 +15,10 @@ import click
 
 from fmtlbench import __version__
 from fmtlbench.errors import FmtlbenchError
+from fmtlbench.hookspecs import PLURALS
 
-KIND_NAMES = {
-    "algorithms": "algorithm",
-    "datasets": "dataset",
-    "partitioners": "partitioner",
-    "backbones": "backbone",
-    "decoders": "decoder",
-    "executors": "executor",
-    "weightings": "weighting",
-    "scenarios": "scenario",
-}
+#: ``fmtlbench list`` argument -> component kind (the vocabulary is owned by ``hookspecs``).
+KIND_NAMES = {plural: kind for kind, plural in PLURALS.items()}
 
 
 #: Sub-commands defined in their own modules, imported only when listed or invoked.

@@ -448,7 +448,90 @@ class Weighting(Component):
         return {}
 
 
+# --------------------------------------------------------------------------- task kinds
+class TaskKind(Component):
+    """A kind of dense-prediction task: how it is predicted, trained, evaluated and tabulated.
+
+    A dataset declares its tasks by kind: ``TaskSpec(name)`` names a registered kind and adds
+    what depends on the dataset (channels, classes, class balance, edge matching distance).
+    The core keeps no per-task table; it asks the spec's kind. A kind's name is also the task's
+    name in metric keys, so runs stay readable by the leaderboard wherever the kind is
+    installed; a dataset holds at most one task of each kind (register a subclass under a new
+    name for a second one).
+
+    Labels, as ``fmtlbench.sample`` hands them to losses and meters: label-map tasks
+    (``TaskSpec.classes`` set) int64 N x H x W class ids, the others float32 N x C x H x W;
+    ``IGNORE`` (255) marks pixels without supervision everywhere. A kind sees one instance for
+    the whole process and keeps no state of its own.
+    """
+
+    kind: ClassVar[str] = "task"
+    #: The study's fixed weight ``q_t`` of this kind's loss in a multi-task client's sum.
+    loss_weight: ClassVar[float] = 1.0
+    #: Every metric the kind's meter reports -> whether lower is better.
+    metrics: ClassVar[dict[str, bool]] = {}
+    #: The metric that represents the task in tables and in Δ% by default.
+    primary: ClassVar[str]
+    #: Metrics a run may choose as primary instead (``training.metrics.primary``).
+    alternatives: ClassVar[tuple[str, ...]] = ()
+    #: Metrics that need ``training.metrics.edge_thresholds`` > 0 (F-measures over thresholds).
+    thresholded: ClassVar[frozenset[str]] = frozenset()
+    #: Metric -> factor tables print it at (display only: stored values are never scaled).
+    display_scale: ClassVar[dict[str, float]] = {}
+
+    def primary_metric(self, chosen: str | None = None) -> tuple[str, bool]:
+        """(metric, lower is better) representing the task: ``chosen`` when it is one of the
+        ``alternatives``, else ``primary``; anything else is a ``ConfigError`` naming both."""
+        from fmtlbench.errors import ConfigError
+
+        name = self.primary if chosen is None else chosen
+        if name != self.primary and name not in self.alternatives:
+            allowed = ", ".join([self.primary, *self.alternatives])
+            raise ConfigError(
+                f"task {self.name!r} cannot use {name!r} as its primary metric; use {allowed}"
+            )
+        return name, self.metrics[name]
+
+    def unavailable(self, metric: str) -> str | None:
+        """Why ``metric`` cannot be computed in this environment (a missing optional library,
+        with the install command), or ``None``. Checked before a run ranks by it."""
+        return None
+
+    def activate(self, logits: torch.Tensor) -> torch.Tensor:
+        """The model's output for this task from the decoder's N x C x H x W map (default:
+        unchanged; directions come out as unit vectors)."""
+        return logits
+
+    def valid(self, target: torch.Tensor) -> torch.Tensor:
+        """Boolean mask of the labelled pixels of a batch of targets; losses and meters both
+        use it, so they never disagree about what counts. Default: not ``IGNORE``."""
+        from fmtlbench.tasks import IGNORE
+
+        return target != IGNORE
+
+    def loss(self, spec: TaskSpec, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The unweighted scalar training loss, averaged over valid pixels, 0 with a gradient
+        path when none is valid (shapes already checked by ``fmtlbench.losses``)."""
+        raise NotImplementedError
+
+    def meter(self, spec: TaskSpec) -> Any:
+        """A fresh streaming meter (``fmtlbench.metrics.Meter``) reporting ``metrics``."""
+        raise NotImplementedError
+
+    def flip(self, label: torch.Tensor) -> torch.Tensor:
+        """The label of the left-right mirrored image (1 x C x H x W float, ``IGNORE`` kept).
+        Default: the mirrored map; kinds whose values have a direction also transform them."""
+        return label.flip(-1)
+
+    def picture(self, label: np.ndarray) -> np.ndarray:
+        """An H x W x 3 RGB picture in [0, 1] of a raw label for ``fmtlbench data gallery``
+        (default: drawn by the array's shape and dtype)."""
+        from fmtlbench.gallery import by_shape
+
+        return by_shape(label)
+
+
 KINDS: dict[str, type[Component]] = {
     cls.kind: cls
-    for cls in (Dataset, Partitioner, Backbone, Decoder, Algorithm, Executor, Weighting)
+    for cls in (Dataset, Partitioner, Backbone, Decoder, Algorithm, Executor, Weighting, TaskKind)
 }

@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from fmtlbench.errors import ConfigError
-from fmtlbench.tasks import PRIMARY_METRIC, TaskSpec, primary_metric
+from fmtlbench.tasks import TaskSpec, kind_of
 
 PROFILES = ("cpu", "paper", "gpu-smoke")
 
@@ -112,25 +112,25 @@ class MetricsConfig(_Strict):
     @field_validator("primary")
     @classmethod
     def _known_choice(cls, value: dict[str, str]) -> dict[str, str]:
-        for task in value:
-            if task not in PRIMARY_METRIC:
-                raise ValueError(f"unknown task {task!r}; known: {', '.join(PRIMARY_METRIC)}")
+        for task, metric in value.items():
             try:
-                primary_metric(task, value)
+                kind_of(task).primary_metric(metric)
             except ConfigError as exc:
                 raise ValueError(str(exc)) from None
         return value
 
     @model_validator(mode="after")
-    def _odsf_needs_thresholds(self) -> MetricsConfig:
-        if self.primary.get("edge") == "odsf" and self.edge_thresholds == 0:
-            raise ValueError("primary edge=odsf needs edge_thresholds > 0")
+    def _thresholded_needs_thresholds(self) -> MetricsConfig:
+        for task, metric in self.primary.items():
+            if metric in kind_of(task).thresholded and self.edge_thresholds == 0:
+                raise ValueError(f"primary {task}={metric} needs edge_thresholds > 0")
         return self
 
     def interim(self, spec: TaskSpec) -> TaskSpec:
         """``spec`` as evaluated before the last evaluation: without odsF/oisF under
         ``edge_at='final'``, unless odsF is the primary (Δ% is logged at every evaluation)."""
-        if self.edge_at == "every" or not spec.odsf_thresholds or spec.chosen_primary == "odsf":
+        ranked = spec.chosen_primary in spec.kind.thresholded
+        if self.edge_at == "every" or not spec.odsf_thresholds or ranked:
             return spec
         return dataclasses.replace(spec, odsf_thresholds=0)
 
@@ -138,7 +138,7 @@ class MetricsConfig(_Strict):
         """``spec`` with this run's metric settings stamped in (see ``TaskSpec``)."""
         return dataclasses.replace(
             spec,
-            odsf_thresholds=self.edge_thresholds if spec.name == "edge" else 0,
+            odsf_thresholds=self.edge_thresholds if spec.kind.thresholded else 0,
             chosen_primary=self.primary.get(spec.name),
         )
 

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fmtlbench import metric_keys as keys
-from fmtlbench.tasks import DISPLAY_SCALE
+from fmtlbench.tasks import display_scale
 
 #: Redraws per second of the progress bars. Rich's default (10) redraws a display whose finest
 #: unit is the elapsed second ten times a second, about 2.5% of a core here; at 1 per second
@@ -103,7 +103,7 @@ def results_table(console: Console, outcome: Any) -> None:
     for ds, tasks in final.summary["G"].items():
         for task in tasks:
             metric, lower = fed.datasets[ds].tasks[task].primary
-            scale = DISPLAY_SCALE.get((task, metric), 1.0)
+            scale = display_scale(task, metric)
             shown = f"{metric} ×{scale:g}" if scale != 1.0 else metric
             before = _fmt(initial.summary["G"][ds][task][metric], scale) if initial else "-"
             table.add_row(

@@ -1,9 +1,10 @@
 """A picture of a dataset: a few samples, one row each, with every task's label beside the image.
 
 Meant for a person checking data by eye (are labels aligned with the scenes? are the encodings
-right?), so labels are drawn as decoded by the dataset's reader, invalid pixels included:
-class maps with a fixed palette (ignore in white), depth with a colour map (invalid in black),
-normals as RGB = (n + 1) / 2 (invalid in black), edges and saliency in grey levels. Uses
+right?), so labels are drawn as decoded by the dataset's reader, invalid pixels included, each
+as its task kind draws it (``TaskKind.picture``) with the painters below: class maps with a
+fixed palette (ignore in white), scalar maps with a colour map (invalid in black), vectors as
+RGB = (n + 1) / 2 (invalid in black), binary maps in grey levels. Uses
 matplotlib's Agg canvas directly, so no GUI backend or global pyplot state is involved.
 """
 
@@ -34,11 +35,11 @@ def class_palette() -> np.ndarray:
     return palette
 
 
-def _classes(label: np.ndarray) -> np.ndarray:
+def classes(label: np.ndarray) -> np.ndarray:
     return class_palette()[np.asarray(label, dtype=np.int64).clip(0, 255)]
 
 
-def _depth(label: np.ndarray) -> np.ndarray:
+def colour_map(label: np.ndarray) -> np.ndarray:
     from matplotlib import colormaps
 
     valid = label != IGNORE
@@ -50,36 +51,35 @@ def _depth(label: np.ndarray) -> np.ndarray:
     return out
 
 
-def _normals(label: np.ndarray) -> np.ndarray:
+def vectors(label: np.ndarray) -> np.ndarray:
     invalid = (label == IGNORE).any(axis=-1)
     out = np.clip((np.asarray(label, dtype=np.float64) + 1) / 2, 0, 1)
     out[invalid] = 0.0
     return out
 
 
-def _grey(label: np.ndarray) -> np.ndarray:
+def grey(label: np.ndarray) -> np.ndarray:
     value = np.where(label == IGNORE, 0.5, np.clip(label, 0, 1)).astype(np.float64)
     return np.repeat(value[..., None], 3, axis=-1)
 
 
-#: How each task's label is drawn; tasks not listed fall back on the shape of their array.
-RENDERERS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "semseg": _classes,
-    "parts": _classes,
-    "depth": _depth,
-    "normals": _normals,
-    "edge": _grey,
-    "saliency": _grey,
-}
+def by_shape(label: np.ndarray) -> np.ndarray:
+    """The default picture of a label: vectors for H x W x C, a palette for integer class
+    maps, grey levels otherwise."""
+    if label.ndim == 3:
+        return vectors(label)
+    return classes(label) if np.issubdtype(label.dtype, np.integer) else grey(label)
 
 
 def render(task: str, label: np.ndarray) -> np.ndarray:
-    """An HxWx3 RGB picture (floats in [0, 1]) of one task's label."""
-    if task in RENDERERS:
-        return RENDERERS[task](label)
-    if label.ndim == 3:
-        return _normals(label)
-    return _classes(label) if np.issubdtype(label.dtype, np.integer) else _grey(label)
+    """An HxWx3 RGB picture (floats in [0, 1]) of one task's label, as its kind draws it."""
+    from fmtlbench.tasks import UnknownTaskError, kind_of
+
+    try:
+        kind = kind_of(task)
+    except UnknownTaskError:
+        return by_shape(label)
+    return kind.picture(label)
 
 
 def write_gallery(

@@ -63,11 +63,19 @@ def register_weightings() -> list[type]:
 
 
 @hookspec
+def register_tasks() -> list[type]:
+    """Task kinds (subclasses of ``fmtlbench.components.TaskKind``): everything the core needs
+    to train, evaluate and tabulate one kind of dense-prediction task."""
+
+
+@hookspec
 def register_scenarios() -> list:
     """Scenario specs (``fmtlbench.scenario.ScenarioSpec`` instances): data, not classes."""
 
 
-#: Hook name -> component kind it provides.
+#: Hook name -> component kind it provides. The owner of the component-kind vocabulary: the
+#: plural a kind is listed under (``fmtlbench list tasks``) is its hook's name without
+#: ``register_``.
 HOOKS: dict[str, str] = {
     "register_datasets": "dataset",
     "register_partitioners": "partitioner",
@@ -76,5 +84,9 @@ HOOKS: dict[str, str] = {
     "register_algorithms": "algorithm",
     "register_executors": "executor",
     "register_weightings": "weighting",
+    "register_tasks": "task",
     "register_scenarios": "scenario",
 }
+
+#: Component kind -> its plural, as used in messages and by ``fmtlbench list``.
+PLURALS: dict[str, str] = {kind: hook.removeprefix("register_") for hook, kind in HOOKS.items()}

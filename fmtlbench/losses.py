@@ -1,18 +1,20 @@
-"""Training losses of the six dense-prediction tasks (SPEC section 4).
+"""Training losses of dense-prediction tasks (SPEC section 4) and the rules they share.
 
 Every task loss is unweighted and averaged over the *valid* pixels of the batch, so a batch
 whose labels are mostly void does not get a smaller loss than a fully labelled one. A batch
 without any valid pixel gives a loss of exactly 0 that is still connected to the prediction
 (zero gradient, never NaN), so a training step on such a batch is harmless.
 
-Which pixels are valid is decided here, once, by ``valid_mask``; the evaluation meters in
-``fmtlbench.metrics`` use the same function so that losses and metrics never disagree about
-what counts as a labelled pixel.
+Which task uses which loss and which valid-pixel rule is its task kind's choice
+(``TaskKind.loss`` and ``TaskKind.valid``, the built-ins in ``fmtlbench_builtins.tasks``); this
+module holds the loss functions and pixel rules kinds pick from, and the entry points the
+engine calls. The evaluation meters in ``fmtlbench.metrics`` ask the same ``valid`` rule, so
+losses and metrics never disagree about what counts as a labelled pixel.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -21,61 +23,30 @@ from torch import Tensor
 from fmtlbench.errors import ConfigError
 from fmtlbench.tasks import IGNORE, TaskSpec
 
-LossFn = Callable[[TaskSpec, Tensor, Tensor], Tensor]
-
-
-class UnknownTaskError(ConfigError, KeyError):
-    """A task name has no loss or meter; a ``KeyError`` too, so dict-style callers can catch it."""
-
-    # KeyError would print the message in quotes; users should see a plain sentence.
-    __str__ = Exception.__str__
-
-
-def lookup(table: Mapping[str, object], task: str, what: str) -> object:
-    """``table[task]`` with an error that names the unknown task and the known ones."""
-    try:
-        return table[task]
-    except KeyError:
-        known = ", ".join(sorted(table))
-        raise UnknownTaskError(f"no {what} for task {task!r}; known tasks: {known}") from None
 
 
 # --------------------------------------------------------------------------- valid pixels
-def _label_valid(target: Tensor) -> Tensor:
+def label_valid(target: Tensor) -> Tensor:
     """Pixels of a one-channel label map that are not ``IGNORE``."""
     return target != IGNORE
 
 
-def _depth_valid(target: Tensor) -> Tensor:
-    """Depth is valid where it is neither ``IGNORE`` nor 0 (the raw "no reading" value).
+def positive_valid(target: Tensor) -> Tensor:
+    """Valid where neither ``IGNORE`` nor 0 (the raw "no reading" value of range sensors).
 
-    Loaders already turn 0 into ``IGNORE``; excluding 0 again costs nothing and keeps the
-    relative error of the depth meter finite if a loader ever forgets.
+    Loaders already turn 0 into ``IGNORE``; excluding 0 again costs nothing and keeps a
+    relative error finite if a loader ever forgets.
     """
     return (target != IGNORE) & (target > 0)
 
 
-def _normals_valid(target: Tensor) -> Tensor:
-    """N x 1 x H x W mask of pixels whose target normal is neither ``IGNORE`` nor zero."""
+def vector_valid(target: Tensor) -> Tensor:
+    """N x 1 x H x W mask of pixels whose target vector is neither ``IGNORE`` nor zero."""
     ignored = (target == IGNORE).any(dim=1, keepdim=True)
     zero = (target == 0).all(dim=1, keepdim=True)
     return ~(ignored | zero)
 
 
-_VALID: dict[str, Callable[[Tensor], Tensor]] = {
-    "semseg": _label_valid,
-    "parts": _label_valid,
-    "depth": _depth_valid,
-    "normals": _normals_valid,
-    "edge": _label_valid,
-    "saliency": _label_valid,
-}
-
-
-def valid_mask(task: str, target: Tensor) -> Tensor:
-    """Boolean mask of the labelled pixels of ``target`` (same shape as the target, except
-    normals, whose mask has one channel)."""
-    return lookup(_VALID, task, "valid-pixel rule")(target)  # type: ignore[operator]
 
 
 def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
@@ -103,37 +74,37 @@ def balance_weight(pos_weight: float | None, positives: Tensor, count: Tensor) -
     return (count - positives) / count.clamp(min=1)
 
 
-def _balanced_bce(spec: TaskSpec, pred: Tensor, target: Tensor) -> Tensor:
+def balanced_bce(spec: TaskSpec, pred: Tensor, target: Tensor) -> Tensor:
     """``-(w·y·log σ(x) + (1-w)·(1-y)·log(1-σ(x)))`` averaged over valid pixels."""
-    valid = _label_valid(target)
+    valid = label_valid(target)
     y = torch.where(valid, target, torch.zeros_like(target)).to(pred.dtype)
     pos, neg = bce_terms(pred, y)
     w = balance_weight(spec.pos_weight, y[valid].sum(), valid.sum())
     return -_masked_mean(w * pos + (1 - w) * neg, valid)
 
 
-# --------------------------------------------------------------------------- other tasks
-def _cross_entropy(spec: TaskSpec, pred: Tensor, target: Tensor) -> Tensor:
+# --------------------------------------------------------------------------- other losses
+def cross_entropy(spec: TaskSpec, pred: Tensor, target: Tensor) -> Tensor:
     """Pixel-wise cross-entropy over the classes, ignoring ``IGNORE`` labels."""
-    valid = _label_valid(target)
+    valid = label_valid(target)
     per_pixel = F.cross_entropy(pred, target.long(), ignore_index=IGNORE, reduction="none")
     return _masked_mean(per_pixel, valid)
 
 
-def _depth_l1(spec: TaskSpec, pred: Tensor, target: Tensor) -> Tensor:
-    """L1 distance in metres on pixels with a depth reading."""
-    valid = _depth_valid(target)
+def positive_l1(spec: TaskSpec, pred: Tensor, target: Tensor) -> Tensor:
+    """L1 distance (in the label's unit) on pixels with a positive reading."""
+    valid = positive_valid(target)
     safe = torch.where(valid, target, pred.detach()).to(pred.dtype)
     return _masked_mean((pred - safe).abs(), valid)
 
 
-def _normals_l1(spec: TaskSpec, pred: Tensor, target: Tensor) -> Tensor:
+def unit_l1(spec: TaskSpec, pred: Tensor, target: Tensor) -> Tensor:
     """L1 between unit prediction and unit target, mean over valid pixels and channels.
 
     The prediction is normalised again: idempotent (same value and gradient) for decoders that
     already normalise, and correct for any that forget.
     """
-    valid = _normals_valid(target)
+    valid = vector_valid(target)
     unit = F.normalize(pred, dim=1)
     safe = torch.where(valid, target, unit.detach()).to(pred.dtype)
     return _masked_mean((unit - safe).abs(), valid.expand_as(unit))
@@ -156,21 +127,10 @@ def check_shapes(spec: TaskSpec, pred: Tensor, target: Tensor) -> None:
         )
 
 
-_LOSSES: dict[str, LossFn] = {
-    "semseg": _cross_entropy,
-    "parts": _cross_entropy,
-    "depth": _depth_l1,
-    "normals": _normals_l1,
-    "edge": _balanced_bce,
-    "saliency": _balanced_bce,
-}
-
-
 def task_loss(spec: TaskSpec, pred: Tensor, target: Tensor) -> Tensor:
     """Unweighted scalar loss of one task (see the module docstring for the conventions)."""
-    fn: LossFn = lookup(_LOSSES, spec.name, "loss")  # type: ignore[assignment]
     check_shapes(spec, pred, target)
-    return fn(spec, pred, target)
+    return spec.kind.loss(spec, pred, target)
 
 
 def task_losses(
@@ -191,7 +151,7 @@ def task_losses(
 
 
 def weighted_sum(specs: Mapping[str, TaskSpec], losses: Mapping[str, Tensor]) -> Tensor:
-    """``Σ_t LOSS_WEIGHTS[t] · loss_t`` in the order of ``losses``: the study's loss, which
+    """``Σ_t q_t · loss_t`` (``TaskSpec.loss_weight``) in the order of ``losses``: the study's loss, which
     the default task weighting must reproduce bit for bit."""
     total: Tensor | None = None
     for task, loss in losses.items():
@@ -207,7 +167,7 @@ def multitask_loss(
     preds: Mapping[str, Tensor],
     targets: Mapping[str, Tensor],
 ) -> tuple[Tensor, dict[str, float]]:
-    """``Σ_t LOSS_WEIGHTS[t] · loss_t`` over the tasks in ``preds``, and each unweighted
+    """``Σ_t q_t · loss_t`` (``TaskSpec.loss_weight``) over the tasks in ``preds``, and each unweighted
     ``loss_t`` as a float for logging (the weighted sum hides which task misbehaves)."""
     losses = task_losses(specs, preds, targets)
     return weighted_sum(specs, losses), {t: float(v.detach()) for t, v in losses.items()}

@@ -1,4 +1,4 @@
-"""Streaming evaluation meters of the six tasks (SPEC section 6).
+"""Streaming evaluation meters of dense-prediction tasks (SPEC section 6).
 
 A meter is fed one batch at a time and pools over the whole evaluation set: it keeps sums,
 counts, a confusion matrix or a histogram, never per-pixel values, so its memory does not grow
@@ -23,7 +23,7 @@ from torch import Tensor
 
 from fmtlbench import edges
 from fmtlbench.errors import ConfigError, DataError
-from fmtlbench.losses import balance_weight, bce_terms, check_shapes, lookup, valid_mask
+from fmtlbench.losses import balance_weight, bce_terms, check_shapes
 from fmtlbench.tasks import IGNORE, TaskSpec
 
 NAN = float("nan")
@@ -95,7 +95,7 @@ class DepthMeter(Meter):
         self.count = 0
 
     def _accumulate(self, pred: Tensor, target: Tensor) -> None:
-        valid = valid_mask(self.spec.name, target)
+        valid = self.spec.kind.valid(target)
         truth = target[valid].double()
         err = pred[valid].double() - truth
         self.squared += float((err * err).sum())
@@ -131,7 +131,7 @@ class NormalsMeter(Meter):
         self.below = [0] * len(self.THRESHOLDS)
 
     def _accumulate(self, pred: Tensor, target: Tensor) -> None:
-        valid = valid_mask(self.spec.name, target).squeeze(1)
+        valid = self.spec.kind.valid(target).squeeze(1)
         p = pred.double().movedim(1, -1)[valid]
         t = target.double().movedim(1, -1)[valid]
         # atan2(|p x t|, p . t) is accurate at every angle (acos loses ~0.02 degrees near 0)
@@ -189,7 +189,7 @@ class EdgeMeter(Meter):
             )
 
     def _accumulate(self, pred: Tensor, target: Tensor) -> None:
-        valid = valid_mask(self.spec.name, target)
+        valid = self.spec.kind.valid(target)
         y = target[valid].double()
         pos, neg = bce_terms(pred[valid].double(), y)
         self.pos_terms += float(pos.sum())
@@ -236,7 +236,7 @@ class SaliencyMeter(Meter):
         self.background = torch.zeros(size, dtype=torch.int64)
 
     def _accumulate(self, pred: Tensor, target: Tensor) -> None:
-        valid = valid_mask(self.spec.name, target)
+        valid = self.spec.kind.valid(target)
         prob = pred[valid].double().sigmoid()
         truth = target[valid] > 0.5
         # bucket b = number of thresholds <= prob: predicted salient at threshold k iff b > k.
@@ -262,17 +262,6 @@ class SaliencyMeter(Meter):
         return {"maxf": float(f.max() * 100), "iou": float(iou * 100)}
 
 
-_METERS: dict[str, type[Meter]] = {
-    "semseg": SegmentationMeter,
-    "parts": SegmentationMeter,
-    "depth": DepthMeter,
-    "normals": NormalsMeter,
-    "edge": EdgeMeter,
-    "saliency": SaliencyMeter,
-}
-
-
 def make_meter(spec: TaskSpec) -> Meter:
-    """A fresh meter for ``spec``'s task."""
-    cls: type[Meter] = lookup(_METERS, spec.name, "meter")  # type: ignore[assignment]
-    return cls(spec)
+    """A fresh meter for ``spec``'s task, as its task kind builds it."""
+    return spec.kind.meter(spec)

@@ -22,8 +22,6 @@ from fmtlbench.tasks import TaskSpec
 
 #: Groups a decoder's ``group_of`` may give its parameters.
 DECODER_PARAMETER_GROUPS = frozenset({"decoder", "task"})
-#: Tasks whose prediction is a direction: the model returns unit vectors (SPEC section 4).
-UNIT_VECTOR_TASKS = frozenset({"normals"})
 
 
 class MultiTaskModel(nn.Module):
@@ -45,8 +43,8 @@ class MultiTaskModel(nn.Module):
         """Predictions ``{task: N x channels x H x W}`` at the input's size.
 
         Outputs are resized bilinearly when the decoder's resolution differs from the image's
-        (input sizes not divisible by the encoder's strides); ``normals`` come out L2-normalised
-        over channels so losses and metrics see unit vectors.
+        (input sizes not divisible by the encoder's strides), then passed through the task kind's
+        ``activate`` (directions come out L2-normalised, so losses and metrics see unit vectors).
         """
         names = list(self.tasks) if tasks is None else list(tasks)
         unknown = [name for name in names if name not in self.tasks]
@@ -60,9 +58,7 @@ class MultiTaskModel(nn.Module):
             out = outputs[name]
             if tuple(out.shape[-2:]) != size:
                 out = F.interpolate(out, size=size, mode="bilinear", align_corners=False)
-            if name in UNIT_VECTOR_TASKS:
-                out = F.normalize(out, p=2.0, dim=1)
-            result[name] = out
+            result[name] = self.tasks[name].kind.activate(out)
         return result
 
     def groups(self) -> dict[str, str]:

@@ -60,7 +60,7 @@ def check(config: RunConfig, registry) -> Checked:
 
     check_dataset_keys(config, registry)
     chosen = resolve_components(config, registry)
-    check_edge_library(config)
+    check_metric_libraries(config)
     check_data_root(config.data.root)
     check_folder(config.checkpoint_dir, "checkpoint_dir")
     check_folder(config.data.cache_dir, "data.cache_dir")
@@ -91,7 +91,7 @@ def check_all(configs: Iterable[RunConfig], registry) -> None:
     sizes: dict[str, int] = {}
     for config in configs:
         check_dataset_keys(config, registry)
-        check_edge_library(config)
+        check_metric_libraries(config)
         check_data_root(config.data.root)
         for path, field in ((config.checkpoint_dir, "checkpoint_dir"),
                             (config.data.cache_dir, "data.cache_dir")):  # fmt: skip
@@ -115,16 +115,16 @@ def check_all(configs: Iterable[RunConfig], registry) -> None:
 
 
 # ---------------------------------------------------------------------------- folders
-def check_edge_library(config: RunConfig) -> None:
-    """odsF as a primary needs pyEdgeEval; without it Δ% would have no edge value to use.
-    (odsF merely logged beside the loss is skipped with one line by the runner instead.)"""
-    from fmtlbench import edges
+def check_metric_libraries(config: RunConfig) -> None:
+    """A chosen primary (odsF, say) whose task kind cannot compute it here (pyEdgeEval
+    missing) is refused: Δ% would have no value to use. (A metric merely logged beside the
+    primary is skipped with one line by the runner instead.)"""
+    from fmtlbench.tasks import kind_of
 
-    if config.training.metrics.primary.get("edge") == "odsf" and not edges.available():
-        raise ConfigError(
-            "training.metrics.primary.edge=odsf needs pyEdgeEval, which is not installed: "
-            f"{edges.INSTALL_HINT}, or drop the setting to rank by the edge loss"
-        )
+    for task, metric in config.training.metrics.primary.items():
+        why = kind_of(task).unavailable(metric)
+        if why:
+            raise ConfigError(f"training.metrics.primary.{task}={metric} {why}")
 
 
 def check_data_root(root: Path | None) -> None:

@@ -23,17 +23,8 @@ from fmtlbench.errors import RegistryError, UnknownComponentError
 
 GROUP = "fmtlbench"
 
-#: Plural forms used in messages and in ``fmtlbench list``.
-PLURALS = {
-    "dataset": "datasets",
-    "partitioner": "partitioners",
-    "backbone": "backbones",
-    "decoder": "decoders",
-    "algorithm": "algorithms",
-    "executor": "executors",
-    "weighting": "weightings",
-    "scenario": "scenarios",
-}
+#: Plural forms used in messages and in ``fmtlbench list`` (owned by ``hookspecs``).
+PLURALS = hookspecs.PLURALS
 
 
 @dataclass(frozen=True)
@@ -108,6 +99,11 @@ class Registry:
 
     def names(self, kind: str) -> list[str]:
         return sorted(self._entries[kind])
+
+    def registered(self, kind: str) -> list[str]:
+        """Names of ``kind`` in registration order (plugins by entry-point name, then each
+        plugin's own order): for listings whose order means something, like table rows."""
+        return list(self._entries[kind])
 
     def entries(self, kind: str) -> list[Entry]:
         return [self._entries[kind][n] for n in self.names(kind)]

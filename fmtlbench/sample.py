@@ -4,8 +4,8 @@ Datasets only decode files (``Dataset.read``); everything after that happens her
 every dataset is resized, augmented and normalised alike. Output of ``SampleSet[i]``:
 
 - ``image``: float32 3xHxW, ImageNet-normalised (padding is 0, i.e. the mean colour);
-- ``semseg``/``parts``: int64 HxW class ids; ``depth``/``edge``/``saliency``: float32 1xHxW;
-  ``normals``: float32 3xHxW unit vectors;
+- label-map tasks (``TaskSpec.classes`` set): int64 HxW class ids; every other task: float32
+  CxHxW (C = 1 for scalar maps, 3 for surface normals);
 - 255 (``IGNORE``) marks pixels without supervision in every label, padding included.
 
 Augmentation (SPEC section 4) draws its randomness from a generator seeded per sample when the
@@ -31,8 +31,6 @@ from fmtlbench.tasks import IGNORE
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-#: Tasks whose labels are class ids (returned as int64 HxW); the rest are float maps.
-CLASS_TASKS = frozenset({"semseg", "parts"})
 #: Rec. 601 luma weights: the grey level used by the contrast and saturation jitter.
 LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 
@@ -62,15 +60,10 @@ def _jitter(image: Tensor, strength: float, rng: torch.Generator | None = None) 
     return ((image - grey) * saturation + grey).clamp(0, 1)
 
 
-def _flip(labels: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Mirror left-right; a mirrored surface's normal has its x component negated."""
-    out = {task: label.flip(-1) for task, label in labels.items()}
-    if "normals" in out:
-        normals = out["normals"].clone()
-        x = normals[:, 0]
-        normals[:, 0] = torch.where(x == IGNORE, x, -x)
-        out["normals"] = normals
-    return out
+def _flip(dataset: Dataset, labels: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Mirror left-right, each label as its task kind mirrors it (a mirrored surface's normal
+    has its x component negated, for instance)."""
+    return {task: dataset.tasks[task].kind.flip(label) for task, label in labels.items()}
 
 
 def _window(have: int, want: int, rng: torch.Generator | None = None) -> tuple[int, int, int]:
@@ -142,7 +135,7 @@ class SampleSet(torch.utils.data.Dataset):
         if aug is None:
             image = _resize_image(image, self.resolution)
             labels = {t: _resize_label(v, self.resolution) for t, v in labels.items()}
-            return self._finish((image - IMAGENET_MEAN) / IMAGENET_STD, labels)
+            return self._finish((image - IMAGENET_MEAN) / IMAGENET_STD, labels, self.dataset)
         span = aug.scale_max - aug.scale_min
         scale = aug.scale_min + span * float(torch.rand((), generator=rng))
         size = (
@@ -154,14 +147,14 @@ class SampleSet(torch.utils.data.Dataset):
         if aug.jitter > 0:
             image = _jitter(image, aug.jitter, rng)
         if aug.flip and float(torch.rand((), generator=rng)) < 0.5:
-            image, labels = image.flip(-1), _flip(labels)
+            image, labels = image.flip(-1), _flip(self.dataset, labels)
         image = (image - IMAGENET_MEAN) / IMAGENET_STD
         windows = [
             _window(have, want, rng) for have, want in zip(size, self.resolution, strict=True)
         ]
         image = _crop_or_pad(image, self.resolution, windows, 0.0)
         labels = {t: _crop_or_pad(v, self.resolution, windows, IGNORE) for t, v in labels.items()}
-        return self._finish(image, labels)
+        return self._finish(image, labels, self.dataset)
 
     def _tensors(self, index: int) -> tuple[Tensor, dict[str, Tensor]]:
         """Image 1x3xHxW in [0, 1] and float32 1xCxHxW labels, checked against the image."""
@@ -181,10 +174,11 @@ class SampleSet(torch.utils.data.Dataset):
         return image, labels
 
     @staticmethod
-    def _finish(image: Tensor, labels: dict[str, Tensor]) -> dict[str, Tensor]:
+    def _finish(image: Tensor, labels: dict[str, Tensor], dataset: Dataset) -> dict[str, Tensor]:
         out: dict[str, Any] = {"image": image[0].contiguous()}
         for task, label in labels.items():
-            out[task] = label[0, 0].round().long() if task in CLASS_TASKS else label[0].contiguous()
+            classes = dataset.tasks[task].classes is not None
+            out[task] = label[0, 0].round().long() if classes else label[0].contiguous()
         return out
 
 

@@ -19,8 +19,6 @@ from fmtlbench.partition import Manifest
 
 #: Marker area (points^2) of the client with the most training images.
 LARGEST_AREA = 900.0
-#: Study order of the tasks (rows from the top); unknown tasks follow alphabetically.
-TASK_ORDER = ("semseg", "parts", "depth", "normals", "edge", "saliency")
 
 
 @dataclass(frozen=True)
@@ -35,9 +33,12 @@ class Marker:
 
 
 def task_rows(manifest: Manifest) -> list[str]:
-    """The tasks any client learns, in the study's order."""
+    """The tasks any client learns, in the order their kinds are registered (the built-ins in
+    the study's order); tasks of no installed kind follow alphabetically."""
+    from fmtlbench.tasks import known_tasks
+
     present = {t for c in manifest.clients for t in c.tasks}
-    known = [t for t in TASK_ORDER if t in present]
+    known = [t for t in known_tasks() if t in present]
     return known + sorted(present - set(known))
 
 

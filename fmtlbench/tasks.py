@@ -1,80 +1,91 @@
-"""Dense-prediction tasks: their output shapes, metric directions and loss weights.
+"""Tasks of a dataset and the registered task kinds they are of.
 
-A task is data, not a component: every dataset names the tasks it labels with a ``TaskSpec``
-so that decoders know how many channels to predict and evaluation knows which metric leads.
+Every dataset names its tasks with ``TaskSpec`` objects; a spec's ``name`` is the name of a
+registered task kind (``fmtlbench.components.TaskKind``, ``fmtlbench list tasks``), which
+knows the loss, the meter, the primary metric and its direction, the display scale and how
+augmentation transforms the labels. This module is the one place that resolves a task's name
+to its kind: the engine, the leaderboard and the config all go through ``kind_of``, so no
+other module keeps a table keyed by task names.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fmtlbench.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from fmtlbench.components import TaskKind
+    from fmtlbench.registry import Registry
 
 #: Label value of pixels that carry no supervision (void labels, invalid depth, padding).
 IGNORE = 255
 
-#: Fixed per-task loss weights of the FMTL-Bench study (SPEC section 4).
-LOSS_WEIGHTS: dict[str, float] = {
-    "semseg": 1.0,
-    "parts": 2.0,
-    "saliency": 5.0,
-    "normals": 10.0,
-    "edge": 50.0,
-    "depth": 1.0,
-}
+#: One instance per kind class: kinds are stateless, so every spec of a kind shares it.
+_INSTANCES: dict[type, TaskKind] = {}
 
-#: The metric that represents each task in tables and in delta-percent, and whether lower is better.
-PRIMARY_METRIC: dict[str, tuple[str, bool]] = {
-    "semseg": ("miou", False),
-    "parts": ("miou", False),
-    "depth": ("rmse", True),
-    "normals": ("mean", True),
-    "edge": ("loss", True),
-    "saliency": ("maxf", False),
-}
 
-#: Metrics a run may choose as a task's primary instead of the default (config
-#: ``training.metrics.primary``), with whether lower is better. Edge odsF is offered because
-#: the study's edge loss measures calibration rather than edge placement; the loss stays the
-#: default so that published Δ% numbers still match.
-PRIMARY_CHOICES: dict[str, dict[str, bool]] = {"edge": {"odsf": False}}
+class UnknownTaskError(ConfigError, KeyError):
+    """A task name that no installed task kind has; a ``KeyError`` too, so dict-style callers
+    can catch it."""
+
+    # KeyError would print the message in quotes; users should see a plain sentence.
+    __str__ = Exception.__str__
+
+
+def known_tasks(registry: Registry | None = None) -> list[str]:
+    """Names of the installed task kinds, in the order their plugins registered them (the
+    built-ins in the study's order: semantic classes, parts, depth, normals, edges, saliency)."""
+    from fmtlbench.registry import load_registry
+
+    return (registry or load_registry()).registered("task")
+
+
+def kind_of(task: str, registry: Registry | None = None) -> TaskKind:
+    """The task kind named ``task`` (an ``UnknownTaskError`` naming the installed ones)."""
+    from fmtlbench.errors import UnknownComponentError
+    from fmtlbench.registry import load_registry
+
+    try:
+        cls = (registry or load_registry()).get("task", task)
+    except UnknownComponentError as exc:
+        raise UnknownTaskError(f"task {task!r} is of no installed task kind: {exc}") from None
+    if cls not in _INSTANCES:
+        _INSTANCES[cls] = cls()
+    return _INSTANCES[cls]
 
 
 def primary_metric(task: str, chosen: Mapping[str, str] | None = None) -> tuple[str, bool]:
     """(metric name, lower is better) of the metric that represents ``task`` in tables and
-    Δ%: ``chosen[task]`` when a run picked one of ``PRIMARY_CHOICES``, else the default of
-    ``PRIMARY_METRIC``. Every reader of primaries (engine, Δ%, leaderboard) goes through here.
-    """
-    default = PRIMARY_METRIC[task]
-    name = (chosen or {}).get(task)
-    if name is None or name == default[0]:
-        return default
-    options = PRIMARY_CHOICES.get(task, {})
-    if name not in options:
-        allowed = ", ".join([default[0], *options])
-        raise ConfigError(f"task {task!r} cannot use {name!r} as its primary metric; use {allowed}")
-    return name, options[name]
+    Δ%: ``chosen[task]`` when a run picked one of the kind's alternatives, else its default.
+    Every reader of primaries (engine, Δ%, leaderboard) goes through here."""
+    return kind_of(task).primary_metric((chosen or {}).get(task))
 
 
-#: Scale at which tables print a metric (SPEC section 6: depth RMSE x 100; edge loss x 100 like
-#: the study's starred columns). Display only: stored metric values are never scaled.
-DISPLAY_SCALE: dict[tuple[str, str], float] = {("depth", "rmse"): 100.0, ("edge", "loss"): 100.0}
+def display_scale(task: str, metric: str) -> float:
+    """Factor at which tables print ``metric`` of ``task`` (1 for tasks of no installed kind)."""
+    try:
+        return kind_of(task).display_scale.get(metric, 1.0)
+    except UnknownTaskError:
+        return 1.0
 
 
 @dataclass(frozen=True)
 class TaskSpec:
     """What a dataset says about one of its tasks.
 
-    ``channels`` is the number of output channels a decoder head predicts (classes for
-    segmentation tasks). ``classes`` is set for label-map tasks (semseg, parts) and ``None``
-    otherwise. ``pos_weight`` is the positive-class weight of balanced BCE (edge, saliency).
-    ``match_distance`` is the edge odsF matching tolerance as a fraction of the image diagonal
-    (BSDS-style; it depends on the dataset's annotation, so the dataset declares it).
+    ``name`` is the task kind (``fmtlbench list tasks``). ``channels`` is the number of output
+    channels a decoder head predicts (classes for segmentation tasks). ``classes`` is set for
+    label-map tasks (class ids as labels) and ``None`` otherwise. ``pos_weight`` is the
+    positive-class weight of balanced BCE. ``match_distance`` is the odsF matching tolerance
+    as a fraction of the image diagonal (BSDS-style; it depends on the dataset's annotation,
+    so the dataset declares it).
 
     Two fields are run settings, stamped in by ``build_federation`` from the config so that
     every evaluator (also in Ray workers) sees them: ``odsf_thresholds`` (0: no odsF/oisF) and
-    ``chosen_primary`` (a ``PRIMARY_CHOICES`` metric replacing the default primary).
+    ``chosen_primary`` (one of the kind's alternatives replacing its default primary).
     """
 
     name: str
@@ -86,11 +97,16 @@ class TaskSpec:
     chosen_primary: str | None = None
 
     @property
+    def kind(self) -> TaskKind:
+        """The registered task kind this task is of."""
+        return kind_of(self.name)
+
+    @property
     def loss_weight(self) -> float:
-        return LOSS_WEIGHTS[self.name]
+        """The study's fixed weight ``q_t`` of this task's loss."""
+        return self.kind.loss_weight
 
     @property
     def primary(self) -> tuple[str, bool]:
         """(metric name, lower is better) of the metric that represents this task."""
-        chosen = {self.name: self.chosen_primary} if self.chosen_primary else None
-        return primary_metric(self.name, chosen)
+        return self.kind.primary_metric(self.chosen_primary)

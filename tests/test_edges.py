@@ -320,7 +320,7 @@ def test_missing_library_skips_odsf_with_one_line(monkeypatch):
     """With pyEdgeEval hidden from the import system the edge loss is still computed, odsF is
     left out with one line of explanation, and asking for odsF as the primary is refused by
     the pre-flight of a run and of a sweep."""
-    from fmtlbench.preflight import check_all, check_edge_library
+    from fmtlbench.preflight import check_all, check_metric_libraries
     from fmtlbench.registry import build_registry
 
     hide_library(monkeypatch)
@@ -331,10 +331,10 @@ def test_missing_library_skips_odsf_with_one_line(monkeypatch):
         assert "\n" not in edges.missing_message() and "fmtlbench[edges]" in edges.missing_message()
         config = build_config(None, [parse_assignment("training.metrics.primary.edge=odsf")])
         with pytest.raises(ConfigError, match="needs pyEdgeEval"):
-            check_edge_library(config)
+            check_metric_libraries(config)
         with pytest.raises(ConfigError, match="needs pyEdgeEval"):
             check_all([config], build_registry())
-        check_edge_library(build_config())  # odsF only logged: not an error
+        check_metric_libraries(build_config())  # odsF only logged: not an error
     finally:
         monkeypatch.undo()
         edges.library.cache_clear()

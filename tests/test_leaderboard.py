@@ -24,7 +24,7 @@ from fmtlbench.leaderboard.published import read_csv
 from fmtlbench.leaderboard.records import Record, method_labels
 from fmtlbench.leaderboard.targets import time_to_target
 from fmtlbench.metric_keys import TaskMetric
-from fmtlbench.tasks import PRIMARY_METRIC
+from fmtlbench.tasks import primary_metric
 
 SEMSEG, DEPTH, NORMALS = "G/nyudv2/semseg/miou", "G/nyudv2/depth/rmse", "G/nyudv2/normals/mean"
 
@@ -38,7 +38,7 @@ def record(method="m", seed="0", final=None, history=None, tags=None, start=0, c
         tags=dict(tags or {}),
         final=final,
         clients={(c, TaskMetric.parse(k)): v for (c, k), v in (clients or {}).items()},
-        lower={k: PRIMARY_METRIC[k.task][1] for k in final},
+        lower={k: primary_metric(k.task)[1] for k in final},
         history=dict(history or {}),
         start_time=start,
     )

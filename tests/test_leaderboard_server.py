@@ -15,7 +15,7 @@ from PIL import Image
 
 from fmtlbench.cli import main
 from fmtlbench.runner import execute
-from fmtlbench.tasks import PRIMARY_METRIC
+from fmtlbench.tasks import known_tasks, primary_metric
 
 EXPERIMENT = "leaderboard-server"
 
@@ -88,7 +88,8 @@ def test_leaderboard_run_holds_tables_and_figures(server, leaderboard):
     # Δ_G of fedavg, by hand from the two runs' final metrics read back from the server
     local, fedavg = (client.get_run(runs[a]).data.metrics for a in ("local", "fedavg"))
     changes = []
-    for task, (metric, lower) in PRIMARY_METRIC.items():
+    for task in known_tasks():
+        metric, lower = primary_metric(task)
         key = f"G/nyudv2/{task}/{metric}"
         if key in local:
             sign = -1.0 if lower else 1.0

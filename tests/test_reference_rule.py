@@ -24,7 +24,7 @@ from fmtlbench.leaderboard import board as boards
 from fmtlbench.leaderboard.pipeline import Request, _from_csv, run
 from fmtlbench.leaderboard.published import read_csv
 from fmtlbench.leaderboard.reference import ReferenceRule
-from fmtlbench.tasks import DISPLAY_SCALE
+from fmtlbench.tasks import display_scale
 
 DATA = Path(__file__).parent / "data"
 
@@ -42,7 +42,7 @@ def rounding_bound(values: dict, ref: dict) -> float:
     terms = []
     for key, m in values.items():
         r = ref[key]
-        h = 0.005 / DISPLAY_SCALE.get((key.task, key.metric), 1.0)
+        h = 0.005 / display_scale(key.task, key.metric)
         terms.append(h / abs(r) + h * abs(m) / r**2)
     return 100 * sum(terms) / len(terms) + 0.005
 

@@ -19,7 +19,7 @@ from fmtlbench.leaderboard.records import PARAM_PREFIX, Record, method_labels
 from fmtlbench.leaderboard.reference import check_reference
 from fmtlbench.leaderboard.targets import COSTS
 from fmtlbench.metric_keys import ClientMetric, TaskMetric, Traffic, client_label
-from fmtlbench.tasks import PRIMARY_METRIC, primary_metric
+from fmtlbench.tasks import known_tasks, primary_metric
 
 #: Tag marking the leaderboard's own MLflow runs.
 KIND_TAG = "fmtlbench.kind"
@@ -99,9 +99,10 @@ def primary_keys(
     """The client-mean value of each task's primary metric (``tasks.primary_metric`` with the
     run's ``chosen`` primaries) among a run's metrics."""
     out = {}
+    installed = set(known_tasks())
     for name, value in metrics.items():
         key = TaskMetric.read(name)
-        if key is None or key.task not in PRIMARY_METRIC:
+        if key is None or key.task not in installed:  # a kind not installed here: unread
             continue
         if key.metric == primary_metric(key.task, chosen)[0]:
             out[key] = float(value)

@@ -122,7 +122,7 @@ def write(board: Board, out: Path) -> list[Path]:
     text = [
         f"# Leaderboard: {board.title}\n",
         f"Δ% reference: {board.reference_rule}. Task weights: "
-        f"{board.options.weights or 'equal'}. Display scale: {tables.SCALE_NOTE}.\n",
+        f"{board.options.weights or 'equal'}. Display scale: {tables.scale_note()}.\n",
         "Reference runs used:\n",
         "\n".join(f"- {cells.text(used)}" for used in board.references) or "none",
         "",

@@ -17,14 +17,24 @@ from fmtlbench.leaderboard.board import Board, keys_of
 from fmtlbench.leaderboard.targets import per_round, totals
 from fmtlbench.metric_keys import SETTINGS, TaskMetric, Traffic, client_label, traffic_total
 from fmtlbench.metric_keys import time as time_key
-from fmtlbench.tasks import DISPLAY_SCALE
+from fmtlbench.tasks import display_scale, kind_of, known_tasks
 
-#: The sentence that tells a reader of the tables which metrics are scaled for display.
-SCALE_NOTE = "; ".join(
-    f"{' and '.join(f'{t} {m}' for (t, m), v in DISPLAY_SCALE.items() if v == scale)} "
-    f"shown ×{scale:g}"
-    for scale in sorted(set(DISPLAY_SCALE.values()))
-)
+
+
+def scale_note() -> str:
+    """The sentence that tells a reader of the tables which metrics are scaled for display
+    (from the installed task kinds' ``display_scale``)."""
+    scaled = [
+        (task, metric, factor)
+        for task in known_tasks()
+        for metric, factor in kind_of(task).display_scale.items()
+    ]
+    return "; ".join(
+        f"{' and '.join(f'{t} {m}' for t, m, v in scaled if v == factor)} shown ×{factor:g}"
+        for factor in sorted({v for _, _, v in scaled})
+    )
+
+
 #: Hit attribute -> column name in the targets table.
 HIT_COLUMNS = {"round": "round", "bytes": "bytes", "seconds": "seconds", "kwh": "kWh",
                "co2_kg": "kg CO2e"}  # fmt: skip
@@ -168,9 +178,9 @@ def _fmt(value: float, digits: int = 3) -> str:
 
 
 def _column(key: TaskMetric, datasets: int) -> str:
-    scale = DISPLAY_SCALE.get((key.task, key.metric))
+    scale = display_scale(key.task, key.metric)
     name = key.label if datasets > 1 else f"{key.task} {key.metric}"
-    return name + (f"×{scale:g}" if scale else "")
+    return name + (f"×{scale:g}" if scale != 1.0 else "")
 
 
 def display_delta(table: pd.DataFrame) -> pd.DataFrame:
@@ -187,13 +197,13 @@ def display_delta(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def display_metrics(table: pd.DataFrame, keys: list[TaskMetric], setting: str) -> pd.DataFrame:
-    """The task metrics of one setting as ``mean ± std`` strings, scaled by ``DISPLAY_SCALE``
+    """The task metrics of one setting as ``mean ± std`` strings, scaled by the task kinds' ``display_scale``
     (depth RMSE and edge loss x 100, as the study prints them)."""
     keys = [k for k in keys if k.setting == setting]
     datasets = len({k.dataset for k in keys})
     out = pd.DataFrame(index=table.index)
     for key in keys:
-        scale = DISPLAY_SCALE.get((key.task, key.metric), 1.0)
+        scale = display_scale(key.task, key.metric)
         mean, std = table[f"{key} mean"] * scale, table[f"{key} std"] * scale
         out[_column(key, datasets)] = [
             f"{_fmt(m)} ± {_fmt(s, 2)}" if not math.isnan(m) else "–"
