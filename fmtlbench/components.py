@@ -63,10 +63,11 @@ class Dataset(Component):
     the core's job (``fmtlbench.sample``), so every dataset is treated alike.
 
     Raw sample contract of ``read`` (H x W of the stored image, invalid pixels = 255):
-    ``image`` uint8 HxWx3 RGB; ``semseg``/``parts`` uint8 HxW class ids; ``depth`` float32 HxW
-    metres; ``normals`` float32 HxWx3 unit vectors in the dataset's stored camera frame, channel
-    0 horizontal (positive to the right, so a horizontal flip negates it);
-    ``edge``/``saliency`` float32 HxW in {0, 1}.
+    ``image`` uint8 HxWx3 RGB, and per task the form its kind (``TaskKind``) expects: for the
+    built-in kinds, ``semseg``/``parts`` uint8 HxW class ids; ``depth`` float32 HxW metres;
+    ``normals`` float32 HxWx3 unit vectors in the dataset's stored camera frame, channel 0
+    horizontal (positive to the right, so a horizontal flip negates it); ``edge``/``saliency``
+    float32 HxW in {0, 1}. Each task is named by its registered kind in ``tasks``.
     """
 
     kind: ClassVar[str] = "dataset"

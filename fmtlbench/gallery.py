@@ -10,7 +10,7 @@ matplotlib's Agg canvas directly, so no GUI backend or global pyplot state is in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np

@@ -24,7 +24,6 @@ from fmtlbench.errors import ConfigError
 from fmtlbench.tasks import IGNORE, TaskSpec
 
 
-
 # --------------------------------------------------------------------------- valid pixels
 def label_valid(target: Tensor) -> Tensor:
     """Pixels of a one-channel label map that are not ``IGNORE``."""
@@ -45,8 +44,6 @@ def vector_valid(target: Tensor) -> Tensor:
     ignored = (target == IGNORE).any(dim=1, keepdim=True)
     zero = (target == 0).all(dim=1, keepdim=True)
     return ~(ignored | zero)
-
-
 
 
 def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
@@ -151,8 +148,8 @@ def task_losses(
 
 
 def weighted_sum(specs: Mapping[str, TaskSpec], losses: Mapping[str, Tensor]) -> Tensor:
-    """``Σ_t q_t · loss_t`` (``TaskSpec.loss_weight``) in the order of ``losses``: the study's loss, which
-    the default task weighting must reproduce bit for bit."""
+    """``Σ_t q_t · loss_t`` (``TaskSpec.loss_weight``) in the order of ``losses``: the study's
+    loss, which the default task weighting must reproduce bit for bit."""
     total: Tensor | None = None
     for task, loss in losses.items():
         weighted = specs[task].loss_weight * loss
@@ -167,7 +164,7 @@ def multitask_loss(
     preds: Mapping[str, Tensor],
     targets: Mapping[str, Tensor],
 ) -> tuple[Tensor, dict[str, float]]:
-    """``Σ_t q_t · loss_t`` (``TaskSpec.loss_weight``) over the tasks in ``preds``, and each unweighted
-    ``loss_t`` as a float for logging (the weighted sum hides which task misbehaves)."""
+    """``Σ_t q_t · loss_t`` (``TaskSpec.loss_weight``) over the tasks in ``preds``, and each
+    unweighted ``loss_t`` as a float for logging (the weighted sum hides which task misbehaves)."""
     losses = task_losses(specs, preds, targets)
     return weighted_sum(specs, losses), {t: float(v.detach()) for t, v in losses.items()}

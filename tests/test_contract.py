@@ -39,7 +39,7 @@ def test_algorithm_cell(name: str, arch: str, scenario: str, fmtlbench_kit) -> N
 @pytest.mark.parametrize(
     "kind,name",
     [(kind, n) for kind in ("algorithm", "backbone", "decoder", "partitioner", "executor",
-                            "dataset", "weighting") for n in INSTALLED.names(kind)],
+                            "dataset", "weighting", "task") for n in INSTALLED.names(kind)],
 )  # fmt: skip
 def test_component_basics(kind: str, name: str, fmtlbench_kit) -> None:
     fmtlbench_kit.component(INSTALLED.get(kind, name), kind)

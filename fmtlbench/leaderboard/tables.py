@@ -20,7 +20,6 @@ from fmtlbench.metric_keys import time as time_key
 from fmtlbench.tasks import display_scale, kind_of, known_tasks
 
 
-
 def scale_note() -> str:
     """The sentence that tells a reader of the tables which metrics are scaled for display
     (from the installed task kinds' ``display_scale``)."""
@@ -197,8 +196,8 @@ def display_delta(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def display_metrics(table: pd.DataFrame, keys: list[TaskMetric], setting: str) -> pd.DataFrame:
-    """The task metrics of one setting as ``mean ± std`` strings, scaled by the task kinds' ``display_scale``
-    (depth RMSE and edge loss x 100, as the study prints them)."""
+    """The task metrics of one setting as ``mean ± std`` strings, scaled by the task kinds'
+    ``display_scale`` (depth RMSE and edge loss x 100, as the study prints them)."""
     keys = [k for k in keys if k.setting == setting]
     datasets = len({k.dataset for k in keys})
     out = pd.DataFrame(index=table.index)

@@ -26,6 +26,7 @@ from fmtlbench.testing.checks import (
     check_decoder,
     check_params,
 )
+from fmtlbench.testing.tasks import check_task_kind
 
 __all__ = [
     "ARCHS",
@@ -37,4 +38,5 @@ __all__ = [
     "check_component",
     "check_decoder",
     "check_params",
+    "check_task_kind",
 ]

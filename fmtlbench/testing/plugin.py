@@ -38,6 +38,11 @@ class Kit:
 
         check_decoder(cls)
 
+    def task_kind(self, cls: type, spec: Any, target: Any) -> None:
+        from fmtlbench.testing import check_task_kind
+
+        check_task_kind(cls, spec, target)
+
 
 @pytest.fixture(scope="session")
 def fmtlbench_kit(tmp_path_factory: pytest.TempPathFactory) -> Kit:
