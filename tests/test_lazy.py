@@ -79,3 +79,18 @@ def test_listing_and_validating_components_imports_no_model_library() -> None:
     loaded, timed = _imported(code)
     assert {"fmtlbench_builtins.algorithms.fedprox", "fmtlbench_builtins.decoders.tc"} <= loaded
     assert not _heavy(loaded) and not _heavy(timed)
+
+
+def test_the_kit_pytest_plugin_and_the_task_kinds_import_no_model_library() -> None:
+    """``fmtlbench.testing.plugin`` is loaded by every pytest session (``pytest11``); the task
+    kinds are loaded by every listing and by a config that chooses a primary."""
+    code = (
+        "import fmtlbench.testing.plugin\n"
+        "from fmtlbench.config import build_config, parse_assignment\n"
+        "build_config(None, [parse_assignment('training.metrics.primary.edge=odsf')])\n"
+        "from fmtlbench.tasks import kind_of\n"
+        "assert kind_of('normals').loss_weight == 10.0\n"
+    )
+    loaded, timed = _imported(code)
+    assert {"fmtlbench.testing.plugin", "fmtlbench_builtins.tasks"} <= loaded
+    assert not _heavy(loaded) and not _heavy(timed)

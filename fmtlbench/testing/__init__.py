@@ -18,25 +18,28 @@ checked by the same functions in fmtlbench's own test suite.
 
 from __future__ import annotations
 
-from fmtlbench.testing.algorithms import ARCHS, SCENARIOS, check_algorithm, check_algorithm_cell
-from fmtlbench.testing.checks import (
-    ContractError,
-    check_backbone,
-    check_component,
-    check_decoder,
-    check_params,
-)
-from fmtlbench.testing.tasks import check_task_kind
+#: Public name -> the kit module defining it. Imported on first use: this package's pytest
+#: plugin (``fmtlbench.testing.plugin``) is loaded by every pytest session wherever fmtlbench
+#: is installed, and the checks import torch (about 1.3 s).
+_EXPORTS = {
+    "ARCHS": "algorithms",
+    "SCENARIOS": "algorithms",
+    "check_algorithm": "algorithms",
+    "check_algorithm_cell": "algorithms",
+    "ContractError": "checks",
+    "check_backbone": "checks",
+    "check_component": "checks",
+    "check_decoder": "checks",
+    "check_params": "checks",
+    "check_task_kind": "tasks",
+}
 
-__all__ = [
-    "ARCHS",
-    "SCENARIOS",
-    "ContractError",
-    "check_algorithm",
-    "check_algorithm_cell",
-    "check_backbone",
-    "check_component",
-    "check_decoder",
-    "check_params",
-    "check_task_kind",
-]
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
