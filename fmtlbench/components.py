@@ -112,10 +112,16 @@ class Partitioner(Component):
     """Splits one dataset's training ids among clients.
 
     ``split`` receives the ids of one dataset split and one share per client (relative sizes)
-    and returns one list of ids per client. Partitions must be disjoint and cover every id.
+    and returns one list of ids per client. Partitions must be disjoint, cover every id and
+    have exactly the sizes ``fmtlbench.partition.share_counts`` gives the shares (the
+    scenario's size rule: ``materialise`` refuses any other split).
     """
 
     kind: ClassVar[str] = "partitioner"
+    #: Whether the split depends on the seed (a seeded random draw). The kit checks that a
+    #: randomised partitioner gives other splits for other seeds, and every partitioner gives
+    #: one split for one seed.
+    randomised: ClassVar[bool] = False
 
     def split(
         self, ids: Sequence[str], shares: Sequence[float], seed: int, dataset: Dataset

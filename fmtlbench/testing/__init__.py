@@ -29,9 +29,13 @@ _EXPORTS = {
     "ContractError": "checks",
     "check_backbone": "checks",
     "check_component": "checks",
+    "check_dataset": "datasets",
     "check_decoder": "checks",
+    "check_executor": "executors",
     "check_params": "checks",
+    "check_partitioner": "partitioners",
     "check_task_kind": "tasks",
+    "open_twin": "datasets",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -43,6 +43,25 @@ class Kit:
 
         check_task_kind(cls, spec, target)
 
+    def dataset(self, cls: type, **options: Any) -> Any:
+        """``check_dataset`` on the dataset's twin in this session's folder; the instance."""
+        from fmtlbench.testing import check_dataset
+
+        return check_dataset(cls, self.workdir / "datasets" / cls.name, **options)
+
+    def partitioner(self, cls: type, **options: Any) -> None:
+        """``check_partitioner``; without a ``dataset``, on the nyudv2 twin of this session."""
+        from fmtlbench.testing import check_partitioner
+
+        options.setdefault("workdir", self.workdir / "partitioners")
+        check_partitioner(cls, **options)
+
+    def executor(self, cls: type, **options: Any) -> None:
+        """``check_executor``; pass ``params`` to point it at a running cluster."""
+        from fmtlbench.testing import check_executor
+
+        check_executor(cls, **options)
+
 
 @pytest.fixture(scope="session")
 def fmtlbench_kit(tmp_path_factory: pytest.TempPathFactory) -> Kit:

@@ -196,6 +196,7 @@ class DirichletPartitioner(Partitioner):
     """Non-IID split by image kind (semseg classes or depth statistics), Dir(alpha) per client."""
 
     name = "dirichlet"
+    randomised = True
     Params = DirichletParams
 
     def split(

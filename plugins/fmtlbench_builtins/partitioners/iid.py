@@ -14,6 +14,7 @@ class RandomPartitioner(Partitioner):
     """Seeded random permutation of a dataset split, cut into disjoint shares (IID)."""
 
     name = "iid"
+    randomised = True
 
     def split(
         self, ids: Sequence[str], shares: Sequence[float], seed: int, dataset: Dataset
