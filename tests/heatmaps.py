@@ -187,7 +187,10 @@ class ToySpots(Dataset):
         unknown = [t for t in tasks if t not in self.tasks]
         if unknown:
             raise ConfigError(f"dataset 'toyspots' has no task {unknown[0]!r}")
-        with Image.open(self.root / "images" / f"{sample_id}.png") as img:
+        path = self.root / "images" / f"{sample_id}.png"
+        if not path.is_file():
+            raise DataError(f"toyspots has no sample {sample_id!r} (no file {path})")
+        with Image.open(path) as img:
             image = np.asarray(img.convert("RGB"), dtype=np.uint8)
         out = {"image": np.ascontiguousarray(image)}
         hw = image.shape[:2]

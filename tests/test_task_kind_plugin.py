@@ -224,3 +224,10 @@ def test_the_toy_kind_passes_the_kit(installed, fmtlbench_kit):
     target = torch.rand(4, 1, 12, 16, generator=generator)
     target[:, :, :2, :3] = IGNORE
     fmtlbench_kit.task_kind(installed.get("task", "heatmap"), spec, target)
+
+
+def test_the_toy_dataset_passes_the_kit(installed, fmtlbench_kit):
+    """The kit's dataset contract on a dataset labelling a third-party kind: its tasks resolve
+    through the registry the plugin is installed in."""
+    dataset = fmtlbench_kit.dataset(installed.get("dataset", "toyspots"), registry=installed)
+    assert set(dataset.read(dataset.ids("test")[0], ["heatmap"])) == {"image", "heatmap"}
