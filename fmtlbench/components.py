@@ -12,11 +12,11 @@ from collections import Counter
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, final
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fmtlbench.errors import IncompatibleError
+from fmtlbench.errors import ConfigError, IncompatibleError
 from fmtlbench.tasks import TaskSpec
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -230,11 +230,12 @@ class ClientInfo:
 
 @dataclass
 class Update:
-    """A client's exchanged entries after local training (CPU tensors) and its sample count."""
+    """A client's exchanged entries after local training (CPU tensors, keyed by exchange
+    name) and its sample count."""
 
     client: int
     num_samples: int
-    state: dict[str, torch.Tensor]
+    entries: dict[str, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -259,35 +260,74 @@ class AlgorithmParams(Params):
     )
 
 
+#: Members renamed in the algorithm contract -> their new names. A subclass still defining an
+#: old name would be silently ignored by the engine, so defining one is refused at once.
+RENAMED: dict[str, str] = {
+    "exchanged_keys": "exchanged_names",
+    "setup": "on_setup (the base's setup calls it; initial entries in self.initial)",
+    "state_dict": "server_state (the names of the attributes to checkpoint)",
+    "load_state_dict": "server_state (the names of the attributes to checkpoint)",
+}
+
+
 class Algorithm(Component):
     """A federated algorithm: what clients exchange, how the server combines it.
 
+    Two key spaces meet here. A *state key* is a key of one client model's ``state_dict``
+    (local to its structure); an *exchange name* (``fmtlbench.exchange``) is what algorithms
+    see, equal across clients exactly when their entries may be combined. Everything an
+    algorithm receives and returns is keyed by exchange names; the engine translates.
+
     Algorithms hold the server's state and the maths; they never touch files, tracking,
-    threads or devices. The engine calls, each round: ``context(k)`` for every client (sent
-    with its job), ``client_loss`` at every local step, ``local_phases`` for the schedule, and
-    ``aggregate`` with the clients' ``Update`` objects, returning per-client payloads
-    (fragments the engine loads into each client's model), then ``round_metrics``. Entries
-    are named by exchange names (``fmtlbench.exchange``), equal across clients exactly when
-    they may be combined; ``setup`` receives every client's exchangeable entries and their
-    groups under those names.
+    threads or devices. Before round 0 the engine calls ``setup`` (done here: it records the
+    clients, their groups and initial entries, then calls the subclass's ``on_setup`` hook).
+    Each round it calls ``context(k)`` for every client (sent with its job), ``client_loss`` at
+    every local step on the client side, ``local_phases`` for the schedule, and ``aggregate``
+    with the clients' ``Update`` objects, returning per-client payloads (fragments the engine
+    loads into each client's model), then ``round_metrics``. The attributes named in
+    ``server_state`` are the server's state across rounds: checkpointed and restored by this
+    base class, so a resumed run continues exactly.
     """
 
     kind: ClassVar[str] = "algorithm"
     Params: ClassVar[type[Params]] = AlgorithmParams
+    #: Attributes holding the server's state across rounds (set in ``on_setup``, updated by
+    #: ``aggregate``): checkpointed by ``state_dict`` and restored by ``load_state_dict``.
+    server_state: ClassVar[tuple[str, ...]] = ()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        old = sorted(set(RENAMED) & set(vars(cls)))
+        if old:
+            moves = "; ".join(f"{name} -> {RENAMED[name]}" for name in old)
+            raise TypeError(
+                f"algorithm {cls.__qualname__} defines {', '.join(old)}, which the algorithm "
+                f"contract no longer calls: {moves} (see CONTRIBUTING.md)"
+            )
+
+    @final
     def setup(
         self,
         clients: Sequence[ClientInfo],
         states: Sequence[dict[str, torch.Tensor]],
         groups: Sequence[dict[str, str]],
     ) -> None:
-        """Receive the initial client states and their group tags before round 0."""
+        """Receive every client, its initial exchangeable entries and their groups (exchange
+        names) before round 0, then run the subclass's ``on_setup``."""
         self.clients = list(clients)
         self.groups = list(groups)
+        #: Every client's entries at the start, by exchange name (read them in ``on_setup``).
+        self.initial = list(states)
         #: How many clients hold each exchange name.
         self.holders = Counter(name for tags in self.groups for name in tags)
+        self.on_setup()
 
-    def exchanged_keys(self, client: int) -> list[str]:
+    def on_setup(self) -> None:
+        """What an algorithm adds to ``setup``: initialise the ``server_state`` attributes from
+        ``self.clients``, ``self.groups`` and ``self.initial``, or refuse clients it cannot
+        serve with an ``IncompatibleError``. Default nothing."""
+
+    def exchanged_names(self, client: int) -> list[str]:
         """Exchange names client ``client`` sends up each round: by default the entries of the
         groups ``share`` selects that at least one other client also holds (an entry nobody
         else has would only travel to the server and back unchanged)."""
@@ -305,10 +345,10 @@ class Algorithm(Component):
         first client's order: what methods comparing or combining whole client vectors work
         on. None at all is an ``IncompatibleError`` saying that the method ``what`` and to
         use ``instead``."""
-        others = [set(self.exchanged_keys(k)) for k in range(1, len(self.groups))]
+        others = [set(self.exchanged_names(k)) for k in range(1, len(self.groups))]
         names = [
             n
-            for n in self.exchanged_keys(0)
+            for n in self.exchanged_names(0)
             if self.groups[0][n] in groups and all(n in s for s in others)
         ]
         if not names:
@@ -323,7 +363,7 @@ class Algorithm(Component):
         """The exchanged entries of ``client`` that are trainable parameters (statistics carry
         no gradient, so client-side terms such as FedProx's pull only on these)."""
         return [
-            n for n in self.exchanged_keys(client) if self.groups[client][n] in PARAMETER_GROUPS
+            n for n in self.exchanged_names(client) if self.groups[client][n] in PARAMETER_GROUPS
         ]
 
     def context(self, client: int) -> Any:
@@ -362,12 +402,24 @@ class Algorithm(Component):
         paper came into play (e.g. FedAMP's clipped attention rows). Default none."""
         return {}
 
+    @final
     def state_dict(self) -> dict[str, Any]:
-        """Server state to checkpoint (default: nothing beyond the constructor's params)."""
-        return {}
+        """The ``server_state`` attributes, for the checkpoint."""
+        return {name: getattr(self, name) for name in self.server_state}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what ``state_dict`` returned."""
+    @final
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what ``state_dict`` returned (after ``setup``, on a fresh instance);
+        sequences come back as lists, whatever the checkpoint format made of them."""
+        missing = [name for name in self.server_state if name not in state]
+        if missing:
+            raise ConfigError(
+                f"algorithm {self.name}: the checkpoint's server state lacks {missing}; it was "
+                "written by another version of the algorithm: start the run afresh"
+            )
+        for name in self.server_state:
+            value = state[name]
+            setattr(self, name, list(value) if isinstance(value, tuple) else value)
 
 
 # --------------------------------------------------------------------------- weightings

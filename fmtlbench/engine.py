@@ -124,7 +124,7 @@ class Engine:
                 context=algo.context(k),
                 seed=derive_seed(self.config.seed, r, k),
                 state=fed.states[k],
-                wanted=list(algo.exchanged_keys(k)),
+                wanted=list(algo.exchanged_names(k)),
                 algorithm=(type(algo), algo.params),
                 weighting=None if fed.weighting is None else (type(fed.weighting), w_params),
                 weighting_state=fed.weighting_states[k] if fed.weighting_states else {},
@@ -166,7 +166,7 @@ class Engine:
         for k, payload in payloads.items():
             fed.apply(k, payload)
         t2 = time.perf_counter()
-        up = {u.client: traffic.by_group(u.state, fed.groups[u.client]) for u in updates}
+        up = {u.client: traffic.by_group(u.entries, fed.groups[u.client]) for u in updates}
         for k, payload in payloads.items():
             for group, size in traffic.by_group(payload, fed.groups[k]).items():
                 down[k][group] = down[k].get(group, 0) + size

@@ -115,7 +115,7 @@ class Federation:
         algorithm.setup([c.info for c in self.clients], states, self.groups)
         check_shapes(
             [{n: tuple(t.shape) for n, t in s.items()} for s in states],
-            [algorithm.exchanged_keys(k) for k in range(len(self.clients))],
+            [algorithm.exchanged_names(k) for k in range(len(self.clients))],
         )
 
     def exchangeable(self, k: int) -> State:

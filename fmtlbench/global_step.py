@@ -11,10 +11,9 @@ direction) are averaged among their holders, as FedAvg does.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from fmtlbench import lazy
-from fmtlbench.components import Algorithm, ClientInfo, Update
+from fmtlbench.components import Algorithm, Update
 from fmtlbench.maths import combine, gram_of, weighted_mean
 
 torch = lazy.module("torch")
@@ -25,26 +24,25 @@ State = dict[str, "torch.Tensor"]
 class GlobalStepAlgorithm(Algorithm):
     """Base of algorithms whose server step is ``g <- g + sum_k a_k (w_k - g)``."""
 
+    #: The global parameters g every client starts its round from.
+    server_state = ("global_",)
+
     def coefficients(self, round: int, gram: torch.Tensor, weights: list[float]) -> torch.Tensor:
         """The K coefficients ``a_k`` of this round, from the updates' Gram matrix."""
         raise NotImplementedError
 
-    def setup(
-        self,
-        clients: Sequence[ClientInfo],
-        states: Sequence[State],
-        groups: Sequence[dict[str, str]],
-    ) -> None:
-        super().setup(clients, states, groups)
+    def on_setup(self) -> None:
         self.common = self.common_parameters("combines client updates")
-        uniform = [1.0 / len(states)] * len(states)
-        self.global_ = weighted_mean([{n: s[n] for n in self.common} for s in states], uniform)
+        uniform = [1.0 / len(self.initial)] * len(self.initial)
+        self.global_ = weighted_mean(
+            [{n: s[n] for n in self.common} for s in self.initial], uniform
+        )
 
     def aggregate(self, round: int, updates: Sequence[Update]) -> dict[int, State]:
         # in client order, so per-client choices (PCGrad's projection orders) follow the client,
         # not its position in the list
         updates = sorted(updates, key=lambda u: u.client)
-        states = [u.state for u in updates]
+        states = [u.entries for u in updates]
         weights = self.weights(updates)
         gram = gram_of(states, self.common, self.global_)
         step = self.coefficients(round, gram, weights)
@@ -55,13 +53,7 @@ class GlobalStepAlgorithm(Algorithm):
         """The global parameters, and holder means of everything else, for every client."""
         common = set(self.common)
         rest = weighted_mean(
-            [{n: v for n, v in u.state.items() if n not in common} for u in updates], weights
+            [{n: v for n, v in u.entries.items() if n not in common} for u in updates], weights
         )
         table = {**rest, **self.global_}
-        return {u.client: {n: table[n] for n in self.exchanged_keys(u.client)} for u in updates}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"global": self.global_}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.global_ = dict(state["global"])
+        return {u.client: {n: table[n] for n in self.exchanged_names(u.client)} for u in updates}

@@ -145,6 +145,17 @@ def common_keys(states: Sequence[State]) -> list[str]:
     return [k for k in states[0] if all(k in r for r in rest)]
 
 
+def by_holders(states: Sequence[Mapping[str, Any]]) -> dict[tuple[int, ...], list[str]]:
+    """Every name any of ``states`` holds, grouped by the positions of the states holding it
+    (in first-seen order): entries that only some clients hold are combined among exactly
+    those clients, one group at a time."""
+    out: dict[tuple[int, ...], list[str]] = {}
+    for name in dict.fromkeys(n for s in states for n in s):
+        holders = tuple(j for j, s in enumerate(states) if name in s)
+        out.setdefault(holders, []).append(name)
+    return out
+
+
 def gram_of(
     states: Sequence[State],
     keys: Sequence[str],

@@ -98,9 +98,9 @@ THIRD_PARTY = """
         name = "halfstep"
 
         def aggregate(self, round, updates):
-            mean = weighted_mean([u.state for u in updates], self.weights(updates))
+            mean = weighted_mean([u.entries for u in updates], self.weights(updates))
             return {
-                u.client: {k: (u.state[k] + mean[k]) / 2 if v.is_floating_point() else mean[k]
+                u.client: {k: (u.entries[k] + mean[k]) / 2 if v.is_floating_point() else mean[k]
                            for k, v in mean.items()}
                 for u in updates
             }

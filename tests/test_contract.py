@@ -100,8 +100,8 @@ class Forgetful(FedAvg):
 
     name = "forgetful"
 
-    def setup(self, clients, states, groups):  # noqa: ANN001, ANN201
-        super().setup(clients, states, groups)
+    def on_setup(self) -> None:
+        super().on_setup()
         self.seen = 0
 
     def aggregate(self, round, updates):  # noqa: ANN001, ANN201

@@ -143,6 +143,9 @@ def check_algorithm_cell(
         if "\n" in message or len(message) < 40:
             _fail(algorithm, where, f"a refusal must be one line that says why: {message!r}")
         return "refused"
+    unset = [n for n in type(algorithm).server_state if not hasattr(algorithm, n)]
+    if unset:
+        _fail(algorithm, where, f"server_state names {unset}, which on_setup does not set")
     infos = [c.info for c in fed.clients]
     initial = [fed.exchangeable(k) for k in range(len(fed.clients))]
     engine = Engine(fed)
@@ -160,14 +163,14 @@ def check_algorithm_cell(
                 _fail(
                     algorithm, where, f"client {k}'s entry {name!r} is not finite after two rounds"
                 )
-    sends = any(algorithm.exchanged_keys(k) for k in range(len(fed.clients)))
+    sends = any(algorithm.exchanged_names(k) for k in range(len(fed.clients)))
     up = metrics[keys.traffic_total("up")]
     if (up > 0) != sends:
         _fail(algorithm, where, f"upload traffic {up} B while exchanging: {sends}")
 
     twins = [_restored(algorithm, infos, initial, fed.groups) for _ in range(2)]
     for k in range(len(infos)):
-        for what in ("exchanged_keys", "local_phases", "context"):
+        for what in ("exchanged_names", "local_phases", "context"):
             if not same(getattr(twins[0], what)(k), getattr(algorithm, what)(k)):
                 _fail(algorithm, where, f"{what}({k}) differs after a checkpoint round-trip")
 
@@ -175,7 +178,7 @@ def check_algorithm_cell(
         return [
             Update(k, info.num_train, {n: fed.exchangeable(k)[n].clone() for n in keys})
             for k, info in enumerate(infos)
-            for keys in [algorithm.exchanged_keys(k)]
+            for keys in [algorithm.exchanged_names(k)]
         ]
 
     payloads = algorithm.aggregate(3, round_three())
@@ -183,10 +186,10 @@ def check_algorithm_cell(
         _fail(algorithm, where, "the aggregation after a checkpoint round-trip differs: some "
               "server state is not in state_dict()")  # fmt: skip
     for client, payload in payloads.items():
-        extra = sorted(set(payload) - set(algorithm.exchanged_keys(client)))
+        extra = sorted(set(payload) - set(algorithm.exchanged_names(client)))
         if extra:
             _fail(algorithm, where, f"the payload of client {client} holds entries it does not "
-                  f"exchange: {extra[:3]}; send only exchanged_keys({client})")  # fmt: skip
+                  f"exchange: {extra[:3]}; send only exchanged_names({client})")  # fmt: skip
     reordered = twins[1].aggregate(3, round_three()[::-1])
     difference = _close(payloads, reordered)
     if difference is not None:

@@ -64,7 +64,7 @@ def test_head_phase_leaves_the_encoder_untouched_then_the_body_phase_trains_it(m
     assert head.frozen == {"encoder", "encoder.stats"} and head.epochs == 1
     # E = 5 local epochs: head 1 + body 4, the same total as every other method
     assert body.frozen == {"decoder", "decoder.stats", "task"} and body.epochs == 4
-    assert set(fedrep.exchanged_keys(0)) == {
+    assert set(fedrep.exchanged_names(0)) == {
         k for k, g in groups.items() if g in ("encoder", "encoder.stats")
     }
 
@@ -85,7 +85,7 @@ def test_share_all_keeps_only_the_task_heads_local():
     fedrep = FedRep(FedRepParams(share="all", head_epochs=2, body_epochs=3))
     groups = {"encoder.w": "encoder", "decoder.w": "decoder", "decoder.h": "task"}
     fedrep.setup([ClientInfo(0, "nyudv2", ("depth",), 8)], [{}], [groups])
-    assert fedrep.exchanged_keys(0) == ["encoder.w", "decoder.w"]
+    assert fedrep.exchanged_names(0) == ["encoder.w", "decoder.w"]
     head, body = fedrep.local_phases(0)
     assert (head.epochs, body.epochs, body.frozen) == (2, 3, {"task"})
 

@@ -28,7 +28,7 @@ def test_conflicting_updates_are_projected_and_applied_to_the_global_model():
         assert torch.allclose(payloads[k]["encoder.w"], torch.tensor([0.25, 0.75]))
         assert payloads[k]["encoder.bn.running_mean"].item() == pytest.approx(3.0)  # averaged
     # an entry only client 0 holds never travels: it is neither requested nor sent back
-    assert "decoder.own" not in pcgrad.exchanged_keys(0)
+    assert "decoder.own" not in pcgrad.exchanged_names(0)
     assert all("decoder.own" not in payload for payload in payloads.values())
     # round 2: updates are measured from the new global model, not from stale bases
     second = [upload([1.25, 0.75], 3.0, 7.0), upload([0.25, 1.75], 3.0)]

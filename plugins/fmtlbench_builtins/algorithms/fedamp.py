@@ -32,9 +32,10 @@ from typing import Any, Literal
 from pydantic import Field
 
 from fmtlbench import hookimpl, lazy
-from fmtlbench.components import Algorithm, ClientInfo, Params, Update
+from fmtlbench.components import Algorithm, Params, Update
 from fmtlbench.exchange import ExchangeView
 from fmtlbench.maths import (
+    by_holders,
     gram_of,
     mix,
     squared_distance,
@@ -88,19 +89,15 @@ class FedAMP(Algorithm):
 
     name = "fedamp"
     Params = FedAMPParams
+    server_state = ("anchors", "xi")
 
-    def setup(
-        self,
-        clients: Sequence[ClientInfo],
-        states: Sequence[State],
-        groups: Sequence[dict[str, str]],
-    ) -> None:
-        super().setup(clients, states, groups)
+    def on_setup(self) -> None:
         self.common = self.common_parameters("measures client similarity", instead="local")
         self.anchors: list[State] = [
-            {n: states[k][n] for n in self.exchanged_parameters(k)} for k in range(len(states))
+            {n: entries[n] for n in self.exchanged_parameters(k)}
+            for k, entries in enumerate(self.initial)
         ]
-        self.xi = torch.eye(len(states), dtype=torch.float64)
+        self.xi = torch.eye(len(self.clients), dtype=torch.float64)
         self.clipped = 0
 
     def context(self, client: int) -> State:
@@ -113,7 +110,7 @@ class FedAMP(Algorithm):
         return scale * squared_distance(view.parameters(), context)
 
     def aggregate(self, round: int, updates: Sequence[Update]) -> dict[int, State]:
-        states = [u.state for u in updates]
+        states = [u.entries for u in updates]
         uniform = [1.0 / len(states)] * len(states)
         dist = squared_distances(gram_of(states, self.common, mean_weights=uniform))
         self.xi, self.clipped = attention(
@@ -138,11 +135,7 @@ class FedAMP(Algorithm):
         """u_i for every client over every entry it sends, each entry combined among the
         clients holding it with their attention weights renormalised."""
         out: list[State] = [{} for _ in states]
-        by_holders: dict[tuple[int, ...], list[str]] = {}
-        for name in dict.fromkeys(n for s in states for n in s):
-            holders = tuple(j for j, s in enumerate(states) if name in s)
-            by_holders.setdefault(holders, []).append(name)
-        for holders, names in by_holders.items():
+        for holders, names in by_holders(states).items():
             block = self.xi[list(holders)][:, list(holders)]
             totals = block.sum(dim=1, keepdim=True)
             # a row left with no weight (xi_ii = 0 and no attended holder), or with a negative
@@ -165,13 +158,6 @@ class FedAMP(Algorithm):
                 for i, cloud in zip(rows, mixed, strict=True):
                     out[holders[i]].update(cloud)
         return out
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"anchors": self.anchors, "xi": self.xi}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.anchors = list(state["anchors"])
-        self.xi = state["xi"]
 
 
 @hookimpl

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fmtlbench import hookimpl, lazy
-from fmtlbench.components import Algorithm, ClientInfo, Update
+from fmtlbench.components import Algorithm, Update
 from fmtlbench.errors import IncompatibleError
 from fmtlbench.maths import weighted_mean
 
@@ -17,13 +17,7 @@ class FedAvg(Algorithm):
 
     name = "fedavg"
 
-    def setup(
-        self,
-        clients: Sequence[ClientInfo],
-        states: Sequence[dict[str, torch.Tensor]],
-        groups: Sequence[dict[str, str]],
-    ) -> None:
-        super().setup(clients, states, groups)
+    def on_setup(self) -> None:
         self.refuse_domain_decoders()
 
     def refuse_domain_decoders(self) -> None:
@@ -38,7 +32,7 @@ class FedAvg(Algorithm):
             return
         held: dict[str, set[str]] = {}
         for k, client in enumerate(self.clients):
-            for name in self.exchanged_keys(k):
+            for name in self.exchanged_names(k):
                 if self.groups[k][name] == "decoder":
                     held.setdefault(name, set()).add(client.dataset)
         partial = sorted(n for n, where in held.items() if where != datasets)
@@ -55,9 +49,9 @@ class FedAvg(Algorithm):
     def aggregate(
         self, round: int, updates: Sequence[Update]
     ) -> dict[int, dict[str, torch.Tensor]]:
-        mean = weighted_mean([u.state for u in updates], self.weights(updates))
+        mean = weighted_mean([u.entries for u in updates], self.weights(updates))
         return {
-            u.client: {k: mean[k] for k in self.exchanged_keys(u.client) if k in mean}
+            u.client: {n: mean[n] for n in self.exchanged_names(u.client) if n in mean}
             for u in updates
         }
 

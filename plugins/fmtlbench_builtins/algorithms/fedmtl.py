@@ -31,13 +31,12 @@ from fmtlbench.components import (
     PARAMETER_GROUPS,
     SHARED_GROUPS,
     Algorithm,
-    ClientInfo,
     Params,
     Update,
 )
 from fmtlbench.errors import IncompatibleError
 from fmtlbench.exchange import ExchangeView
-from fmtlbench.maths import common_keys, gram_of
+from fmtlbench.maths import by_holders, common_keys, gram_of
 
 torch = lazy.module("torch")
 
@@ -72,16 +71,12 @@ class FedMTL(Algorithm):
 
     name = "fedmtl"
     Params = FedMTLParams
+    server_state = ("models", "omega", "constants")
 
-    def setup(
-        self,
-        clients: Sequence[ClientInfo],
-        states: Sequence[State],
-        groups: Sequence[dict[str, str]],
-    ) -> None:
-        super().setup(clients, states, groups)
+    def on_setup(self) -> None:
         self.models = [
-            {n: states[k][n] for n in self.exchanged_keys(k)} for k in range(len(states))
+            {n: entries[n] for n in self.exchanged_names(k)}
+            for k, entries in enumerate(self.initial)
         ]
         self.common = common_keys(self.models)
         if not self.common:
@@ -89,18 +84,14 @@ class FedMTL(Algorithm):
                 "fedmtl learns client relationships from parameters every client holds, and "
                 f"these clients share none under share={self.params.share}; use local"
             )
-        self.omega = torch.eye(len(states), dtype=torch.float64) * len(states)
+        self.omega = torch.eye(len(self.models), dtype=torch.float64) * len(self.models)
         self.constants = self.rest_of_coupling(self.holder_grams())
 
     def holder_grams(self) -> dict[tuple[int, ...], torch.Tensor]:
         """Gram matrices of the models, one per set of clients holding the same entries."""
-        by_holders: dict[tuple[int, ...], list[str]] = {}
-        for name in dict.fromkeys(n for model in self.models for n in model):
-            holders = tuple(j for j, model in enumerate(self.models) if name in model)
-            by_holders.setdefault(holders, []).append(name)
         return {
             holders: gram_of([self.models[j] for j in holders], names)
-            for holders, names in by_holders.items()
+            for holders, names in by_holders(self.models).items()
         }
 
     def rest_of_coupling(self, grams: dict[tuple[int, ...], torch.Tensor]) -> list[float]:
@@ -116,12 +107,12 @@ class FedMTL(Algorithm):
             out.append(total)
         return out
 
-    def exchanged_keys(self, client: int) -> list[str]:
+    def exchanged_names(self, client: int) -> list[str]:
         shared = SHARED_GROUPS[self.params.share] & set(PARAMETER_GROUPS)
         return [n for n, group in self.groups[client].items() if group in shared]
 
     def context(self, client: int) -> dict[str, Any]:
-        names = self.exchanged_keys(client)
+        names = self.exchanged_names(client)
         others = {
             j: {n: model[n] for n in names if n in model}
             for j, model in enumerate(self.models)
@@ -158,19 +149,11 @@ class FedMTL(Algorithm):
 
     def aggregate(self, round: int, updates: Sequence[Update]) -> dict[int, State]:
         for update in updates:
-            self.models[update.client] = dict(update.state)
+            self.models[update.client] = dict(update.entries)
         grams = self.holder_grams()
         self.omega = precision(grams[tuple(range(len(self.models)))], self.params.floor)
         self.constants = self.rest_of_coupling(grams)
         return {}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"models": self.models, "omega": self.omega, "constants": self.constants}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.models = list(state["models"])
-        self.omega = state["omega"]
-        self.constants = list(state["constants"])
 
 
 @hookimpl

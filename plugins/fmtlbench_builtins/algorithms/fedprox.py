@@ -6,7 +6,8 @@ it has a real gradient ``mu (theta - theta_global)`` (the defect to avoid is com
 detached copies, which silently turns FedProx into FedAvg). The anchor shipped with each job is
 the very tensor set the client received as its last payload, so the traffic accounting does
 not count the global model twice. In round 1 the anchor is each client's starting point: the
-model a real server would broadcast first (its bytes are counted once, in that round).
+model a real server would broadcast first (its bytes are counted once, in that round). Everything
+else, including the refusal of clients without one global model, is FedAvg's.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from typing import Any
 from pydantic import Field
 
 from fmtlbench import hookimpl, lazy
-from fmtlbench.components import Algorithm, AlgorithmParams, ClientInfo, Update
+from fmtlbench.components import Algorithm, AlgorithmParams, Update
 from fmtlbench.exchange import ExchangeView
-from fmtlbench.maths import squared_distance, weighted_mean
+from fmtlbench.maths import squared_distance
+from fmtlbench_builtins.algorithms.fedavg import FedAvg
 
 torch = lazy.module("torch")
 
@@ -37,22 +39,22 @@ class FedProxParams(AlgorithmParams):
     )
 
 
-class FedProx(Algorithm):
+class FedProx(FedAvg):
     """FedAvg plus a proximal term (mu/2)||theta - theta_global||^2 in local training."""
 
     name = "fedprox"
     Params = FedProxParams
+    server_state = ("anchors",)
 
-    def setup(
-        self,
-        clients: Sequence[ClientInfo],
-        states: Sequence[State],
-        groups: Sequence[dict[str, str]],
-    ) -> None:
-        super().setup(clients, states, groups)
+    def on_setup(self) -> None:
+        super().on_setup()
         self.anchors: list[State] = [
-            {n: states[k][n] for n in self.exchanged_parameters(k)} for k in range(len(clients))
+            self.anchor(k, self.initial[k]) for k in range(len(self.clients))
         ]
+
+    def anchor(self, client: int, entries: State) -> State:
+        """theta_global of ``client``: its exchanged parameters in ``entries``."""
+        return {n: entries[n] for n in self.exchanged_parameters(client) if n in entries}
 
     def context(self, client: int) -> State:
         return self.anchors[client]
@@ -63,20 +65,10 @@ class FedProx(Algorithm):
         return 0.5 * self.params.mu * squared_distance(view.parameters(), context)
 
     def aggregate(self, round: int, updates: Sequence[Update]) -> dict[int, State]:
-        mean = weighted_mean([u.state for u in updates], self.weights(updates))
-        payloads = {
-            u.client: {n: mean[n] for n in self.exchanged_keys(u.client) if n in mean}
-            for u in updates
-        }
+        payloads = super().aggregate(round, updates)
         for k, payload in payloads.items():
-            self.anchors[k] = {n: payload[n] for n in self.exchanged_parameters(k) if n in payload}
+            self.anchors[k] = self.anchor(k, payload)
         return payloads
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"anchors": self.anchors}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.anchors = list(state["anchors"])
 
 
 @hookimpl

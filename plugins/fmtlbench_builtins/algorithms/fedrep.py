@@ -23,14 +23,13 @@ gradient and their normalisation statistics stay fixed (``fmtlbench.training``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Annotated, Literal
 
 from pydantic import Field
 
 from fmtlbench import hookimpl, lazy
-from fmtlbench.components import GROUPS, SHARED_GROUPS, Algorithm, AlgorithmParams, Phase, Update
-from fmtlbench.maths import weighted_mean
+from fmtlbench.components import GROUPS, SHARED_GROUPS, Algorithm, AlgorithmParams, Phase
+from fmtlbench_builtins.algorithms.fedavg import FedAvg
 
 torch = lazy.module("torch")
 
@@ -59,7 +58,7 @@ class FedRepParams(AlgorithmParams):
     )
 
 
-class FedRep(Algorithm):
+class FedRep(FedAvg):
     """Shared body averaged by the server; heads stay local, trained first with the body frozen."""
 
     name = "fedrep"
@@ -69,7 +68,10 @@ class FedRep(Algorithm):
     def body(self) -> frozenset[str]:
         return BODIES[self.params.share]
 
-    def exchanged_keys(self, client: int) -> list[str]:
+    def on_setup(self) -> None:
+        """Nothing to refuse: clients average only the body entries they hold in common."""
+
+    def exchanged_names(self, client: int) -> list[str]:
         return [n for n, group in self.groups[client].items() if group in self.body]
 
     def body_epochs(self, client: int) -> int:
@@ -92,15 +94,6 @@ class FedRep(Algorithm):
             for k, c in enumerate(self.clients)
         )
         return {"extra_epochs": float(max(extra, default=0))}
-
-    def aggregate(
-        self, round: int, updates: Sequence[Update]
-    ) -> dict[int, dict[str, torch.Tensor]]:
-        mean = weighted_mean([u.state for u in updates], self.weights(updates))
-        return {
-            u.client: {n: mean[n] for n in self.exchanged_keys(u.client) if n in mean}
-            for u in updates
-        }
 
 
 @hookimpl

@@ -14,7 +14,7 @@ class Local(Algorithm):
     name = "local"
     Params = Params  # nothing is shared or weighted, so no parameters
 
-    def exchanged_keys(self, client: int) -> list[str]:
+    def exchanged_names(self, client: int) -> list[str]:
         return []
 
     def aggregate(self, round: int, updates: Sequence[Update]) -> dict[int, dict]:

@@ -12,12 +12,12 @@ deviations (centred first, so nothing is lost to cancellation).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
 from fmtlbench import hookimpl, lazy
-from fmtlbench.components import Algorithm, AlgorithmParams, ClientInfo, Update
+from fmtlbench.components import Algorithm, AlgorithmParams, Update
 from fmtlbench.maths import cosine_distances, gram_of, weighted_mean
 
 torch = lazy.module("torch")
@@ -55,19 +55,14 @@ class MaTFL(Algorithm):
 
     name = "matfl"
     Params = MaTFLParams
+    server_state = ("labels",)
 
-    def setup(
-        self,
-        clients: Sequence[ClientInfo],
-        states: Sequence[State],
-        groups: Sequence[dict[str, str]],
-    ) -> None:
-        super().setup(clients, states, groups)
+    def on_setup(self) -> None:
         self.encoder = self.common_parameters("groups clients by encoder deviations", {"encoder"})
-        self.labels: list[int] = [0] * len(states)
+        self.labels: list[int] = [0] * len(self.clients)
 
     def aggregate(self, round: int, updates: Sequence[Update]) -> dict[int, State]:
-        states = [u.state for u in updates]
+        states = [u.entries for u in updates]
         weights = self.weights(updates)
         angles = cosine_distances(gram_of(states, self.encoder, mean_weights=weights))
         self.labels = cluster(angles, self.params.groups)
@@ -79,14 +74,8 @@ class MaTFL(Algorithm):
             average = weighted_mean([states[i] for i in members], [weights[i] for i in members])
             for i in members:
                 k = updates[i].client
-                payloads[k] = {n: average[n] for n in self.exchanged_keys(k)}
+                payloads[k] = {n: average[n] for n in self.exchanged_names(k)}
         return payloads
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"labels": self.labels}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.labels = list(state["labels"])
 
 
 @hookimpl
