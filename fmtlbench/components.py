@@ -294,6 +294,11 @@ class Algorithm(Component):
     #: Attributes holding the server's state across rounds (set in ``on_setup``, updated by
     #: ``aggregate``): checkpointed by ``state_dict`` and restored by ``load_state_dict``.
     server_state: ClassVar[tuple[str, ...]] = ()
+    #: True: every client also keeps a personal model beside the federated one (a full model
+    #: state, private: never sent, never aggregated), trained after the federated model each
+    #: round by ``personal_phases`` with ``personal_loss``, checkpointed with the run, and
+    #: evaluated as the client's personalised model (P-FL; G-FL stays the federated model).
+    personal: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -382,6 +387,22 @@ class Algorithm(Component):
     def local_phases(self, client: int) -> list[Phase]:
         """The local schedule of ``client``; default: all groups trainable for the set epochs."""
         return [Phase()]
+
+    def personal_phases(self, client: int) -> list[Phase]:
+        """The schedule of ``client``'s personal model each round (``personal`` algorithms);
+        default: all groups trainable for the set epochs."""
+        return [Phase()]
+
+    def personal_context(self, client: int) -> Any:
+        """Data sent down with a client's job for ``personal_loss`` (default none), e.g. the
+        federated model the personal one is pulled toward."""
+        return None
+
+    def personal_loss(self, view: ExchangeView, context: Any) -> torch.Tensor | None:
+        """An extra loss term of the personal model's local steps (default none). As for
+        ``client_loss``, ``view`` shows the live parameters (here the personal model's) by
+        exchange name, and it runs client-side on a fresh instance built from ``params``."""
+        return None
 
     def weights(self, updates: Sequence[Update]) -> list[float]:
         """Normalised aggregation weights of ``updates`` under the ``weighting`` parameter."""

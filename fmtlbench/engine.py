@@ -128,9 +128,19 @@ class Engine:
                 algorithm=(type(algo), algo.params),
                 weighting=None if fed.weighting is None else (type(fed.weighting), w_params),
                 weighting_state=fed.weighting_states[k] if fed.weighting_states else {},
+                **(self.personal_job(k) if algo.personal else {}),
             )
             for k in range(len(fed.clients))
         ]
+
+    def personal_job(self, k: int) -> dict[str, Any]:
+        """The personal model's part of client ``k``'s job (``personal`` algorithms)."""
+        algo = self.fed.algorithm
+        return {
+            "personal_state": self.fed.personal_states[k],
+            "personal_phases": algo.personal_phases(k),
+            "personal_context": algo.personal_context(k),
+        }
 
     # ------------------------------------------------------------------ rounds
     def run_round(self, r: int) -> dict[str, float]:
@@ -150,6 +160,8 @@ class Engine:
             fed.states[result.client] = result.state
             if fed.weighting_states:
                 fed.weighting_states[result.client] = result.weighting_state
+            if result.personal_state is not None:
+                fed.personal_states[result.client] = result.personal_state
             updates.append(result.update)
             for key, value in result.losses.items():
                 metrics[keys.client_train(result.client, key)] = value
@@ -238,20 +250,27 @@ class Engine:
         shared, digest_seconds, memo = 0, 0.0, {}
         for k, client in enumerate(fed.clients):
             t0 = time.perf_counter()
-            digest = state_digest(fed.states[k], memo)
+            digests = {False: state_digest(fed.states[k], memo)}
+            if fed.personal_states:
+                digests[True] = state_digest(fed.personal_states[k], memo)
             digest_seconds += time.perf_counter() - t0
-            model = None
-            splits = (("G", fed.global_tests[client.dataset.name]), ("P", client.test))
+            loaded = None
+            # G-FL: the federated model on the official test split; P-FL: the personalised
+            # model (the personal one under a ``personal`` algorithm) on the local test set
+            splits = (
+                ("G", fed.global_tests[client.dataset.name], False),
+                ("P", client.test, bool(fed.personal_states)),
+            )
             specs = client.specs
             if not final:
                 specs = {t: settings.metrics.interim(spec) for t, spec in specs.items()}
-            for kind, loader in splits:
-                key = (client.structure, digest, id(loader), tuple(specs))
+            for kind, loader, personal in splits:
+                key = (client.structure, digests[personal], id(loader), tuple(specs))
                 if key in done:
                     shared += 1
                 else:
-                    if model is None:  # loaded only when something is left to evaluate
-                        model = fed.load(k)
+                    if loaded != personal:  # loaded only when something is left to evaluate
+                        model, loaded = fed.load(k, personal), personal
                     done[key] = evaluate(model, loader, specs)
                 per_client[kind].append(copy.deepcopy(done[key]))
         summary = {

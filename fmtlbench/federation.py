@@ -106,6 +106,8 @@ class Federation:
     weighting: Weighting | None = None
     #: Per client: the task weighting's private state, carried from round to round.
     weighting_states: list[dict[str, Any]] = field(default_factory=list)
+    #: Per client: its personal model's state (state keys), under ``personal`` algorithms only.
+    personal_states: list[State] = field(default_factory=list)
 
     def attach(self, algorithm: Algorithm) -> None:
         """Hand the clients' current exchangeable entries to ``algorithm`` and refuse, with a
@@ -113,6 +115,8 @@ class Federation:
         self.algorithm = algorithm
         states = [self.exchangeable(k) for k in range(len(self.clients))]
         algorithm.setup([c.info for c in self.clients], states, self.groups)
+        # a personal model starts as the client's model (tensors are never changed in place)
+        self.personal_states = [dict(s) for s in self.states] if algorithm.personal else []
         check_shapes(
             [{n: tuple(t.shape) for n, t in s.items()} for s in states],
             [algorithm.exchanged_names(k) for k in range(len(self.clients))],
@@ -140,11 +144,17 @@ class Federation:
     def model_of(self, k: int) -> MultiTaskModel:
         return self.models[self.clients[k].structure]
 
-    def load(self, k: int) -> MultiTaskModel:
-        """The working model of client ``k`` holding that client's state."""
+    def load(self, k: int, personal: bool = False) -> MultiTaskModel:
+        """The working model of client ``k`` holding that client's state (its personal
+        model's, with ``personal``)."""
         model = self.model_of(k)
-        model.load_state_dict(self.states[k])
+        model.load_state_dict(self.personalised(k) if personal else self.states[k])
         return model
+
+    def personalised(self, k: int) -> State:
+        """The state of client ``k``'s personalised model: its personal model under a
+        ``personal`` algorithm, else its federated model."""
+        return self.personal_states[k] if self.personal_states else self.states[k]
 
 
 def _seed_worker(worker_id: int) -> None:

@@ -63,6 +63,8 @@ def run_tags(fed: Federation, registry: Registry) -> dict[str, str]:
         "arch": cfg.arch.name,
         "backbone": cfg.backbone.name,
         "weighting": cfg.training.weighting.name,
+        # which model P-FL evaluates: each client's personal model or its federated one
+        "pfl_model": "personal" if fed.algorithm.personal else "federated",
         "data": "synthetic" if fed.synthetic else "real",
         "seed": str(cfg.seed),
         "clients": str(fed.scenario.num_clients),
@@ -122,6 +124,7 @@ def execute(
             raise ConfigError(f"checkpoint of run {resume} does not match its partition")
         fed.states = state["states"]
         fed.weighting_states = state.get("weighting", fed.weighting_states)
+        fed.personal_states = state.get("personal", fed.personal_states)
         fed.algorithm.load_state_dict(state["algorithm"])
         engine.delivered = resume_state.delivered_ids(state["delivered"])
         start, history, initial = state["round"] + 1, state["history"], state["initial"]
@@ -163,6 +166,7 @@ def execute(
                     "round": current,
                     "states": fed.states,
                     "weighting": fed.weighting_states,
+                    "personal": fed.personal_states,
                     "algorithm": server,
                     "delivered": resume_state.delivered_tensors(
                         engine.delivered, fed.states, server

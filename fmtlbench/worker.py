@@ -18,7 +18,7 @@ import torch
 
 from fmtlbench.components import Algorithm, Params, Phase, Update, Weighting
 from fmtlbench.exchange import ExchangeView
-from fmtlbench.federation import Federation, State, snapshot, to_device
+from fmtlbench.federation import Federation, State, derive_seed, snapshot, to_device
 from fmtlbench.training import step_settings, train_local
 
 
@@ -44,6 +44,11 @@ class ClientJob:
     #: the state it left at the end of this client's previous round (``{}`` at first).
     weighting: tuple[type[Weighting], Params] | None = None
     weighting_state: dict[str, Any] = field(default_factory=dict)
+    #: Under a ``personal`` algorithm: the personal model's state at the start of the round,
+    #: its schedule and the algorithm's ``personal_context`` (None otherwise).
+    personal_state: State | None = None
+    personal_phases: list[Phase] = field(default_factory=list)
+    personal_context: Any = None
 
 
 @dataclass
@@ -56,6 +61,8 @@ class ClientResult:
     weighting_state: dict[str, Any] = field(default_factory=dict)
     #: Per task, the mean coefficient of its loss the client used (``Weighting.weights``).
     task_weights: dict[str, float] = field(default_factory=dict)
+    #: The personal model's state after the round (``personal`` algorithms), else None.
+    personal_state: State | None = None
 
 
 class Worker:
@@ -128,4 +135,31 @@ class Worker:
         else:
             carried, used = weighting.state_dict(), weighting.weights()
         update = Update(k, len(client.train.dataset), sent)
-        return ClientResult(k, state, update, losses, carried, used)
+        personal = None if job.personal_state is None else self.train_personal(job, side, view)
+        return ClientResult(k, state, update, losses, carried, used, personal)
+
+    def train_personal(self, job: ClientJob, side: Algorithm, view: ExchangeView) -> State:
+        """The personal model's local training of a round: after the federated model's, on
+        the same working model (``view`` follows it), from its own seed so that its batches
+        and dropout do not depend on what the federated training drew. The study's task
+        weights apply; the run's task weighting balances the federated model only."""
+        fed, k = self.fed, job.client
+        client = fed.clients[k]
+        seed = derive_seed(job.seed, "personal")
+        torch.manual_seed(seed)
+        client.train.generator.manual_seed(seed)
+        model = fed.model_of(k)
+        model.load_state_dict(job.personal_state)
+        train_local(
+            model,
+            client.train,
+            client.specs,
+            job.personal_phases,
+            client.epochs,
+            job.lr,
+            fed.config.training.weight_decay,
+            lambda _model, context: side.personal_loss(view, context),
+            to_device(job.personal_context, fed.device),
+            **step_settings(fed.config.training),
+        )
+        return snapshot(model)

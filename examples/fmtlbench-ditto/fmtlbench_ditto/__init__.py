@@ -1,0 +1,1 @@
+"""Ditto for fmtlbench, as a third-party plugin package."""
