@@ -103,25 +103,31 @@ def _setuptools_major() -> int:
         return 0
 
 
+#: The example packages, installed together into one target as a user would pip-install them.
+EXAMPLES = {"fmtlbench-torchjd": PACKAGE, "fmtlbench-ditto": ROOT / "examples" / "fmtlbench-ditto"}
+
+
 @pytest.fixture(scope="session")
 def torchjd_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """fmtlbench-torchjd really built and installed by pip into a target of its own."""
-    try:
-        importlib.metadata.distribution("fmtlbench-torchjd")
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    else:
-        pytest.fail("fmtlbench-torchjd is already installed: uninstall it to test installing")
-    target = tmp_path_factory.mktemp("torchjd-site")
-    build = tmp_path_factory.mktemp("torchjd-src")
-    subprocess.run(["cp", "-r", str(PACKAGE), str(build)], check=True)  # keep the repo clean
-    # The package's build-system wants setuptools>=68 (bdist_wheel built in); an older one here
-    # means letting pip build it in isolation, with setuptools from the package index.
+    """Both example packages really built and installed by pip into a target of their own."""
+    for name in EXAMPLES:
+        try:
+            importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        pytest.fail(f"{name} is already installed: uninstall it to test installing")
+    target = tmp_path_factory.mktemp("examples-site")
+    build = tmp_path_factory.mktemp("examples-src")
+    for package in EXAMPLES.values():  # copies: building must not write into the repository
+        subprocess.run(["cp", "-r", str(package), str(build)], check=True)
+    # The packages' build-system wants setuptools>=68 (bdist_wheel built in); an older one here
+    # means letting pip build them in isolation, with setuptools from the package index.
     isolation = [] if _setuptools_major() >= 68 else ["--use-pep517"]
     no_isolation = [] if isolation else ["--no-build-isolation"]
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", *no_isolation, *isolation]
-        + ["--target", str(target), str(build / PACKAGE.name)],
+        + ["--target", str(target)]
+        + [str(build / package.name) for package in EXAMPLES.values()],
         check=True,
         timeout=300,
     )
@@ -139,13 +145,15 @@ def fmtlbench(site: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_installed_package_lists_its_aggregators(torchjd_site: Path, tmp_path: Path) -> None:
+def test_installed_packages_list_their_algorithms(torchjd_site: Path, tmp_path: Path) -> None:
     assert (torchjd_site / "fmtlbench_torchjd" / "aggregators.py").is_file()
     listing = fmtlbench(torchjd_site, "list", "algorithms")
     assert listing.returncode == 0, listing.stderr
     rows = {line.split("│")[1].strip(): line for line in listing.stdout.splitlines() if "│" in line}
     for name in ALGORITHMS:
         assert name in rows and "fmtlbench-torchjd 0.1.0" in rows[name], listing.stdout
+    assert (torchjd_site / "fmtlbench_ditto" / "ditto.py").is_file()
+    assert "ditto" in rows and "fmtlbench-ditto 0.1.0" in rows["ditto"], listing.stdout
 
 
 @pytest.mark.slow  # a real one-round run: ~100 s on the shared 2-core machine
