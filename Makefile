@@ -5,9 +5,9 @@ PIP := $(VENV)/bin/python -m pip install --quiet -c constraints.txt
 
 .PHONY: install demo test lint format
 
-$(VENV)/.installed: pyproject.toml plugins/pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) -e ".[test]" -e ./plugins
+	$(PIP) -e ".[test]"
 	touch $@
 
 install: $(VENV)/.installed
