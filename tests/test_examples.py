@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import pip_build_flags
 
 from fmtlbench.components import ClientInfo, Update
 
@@ -96,13 +97,6 @@ def test_params_reject_bad_values() -> None:
         ALGORITHMS["upgrad"].Params(preference="loudest")
 
 
-def _setuptools_major() -> int:
-    try:
-        return int(importlib.metadata.version("setuptools").split(".")[0])
-    except importlib.metadata.PackageNotFoundError:
-        return 0
-
-
 @pytest.fixture(scope="session")
 def torchjd_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """fmtlbench-torchjd really built and installed by pip into a target of its own."""
@@ -115,12 +109,8 @@ def torchjd_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("torchjd-site")
     build = tmp_path_factory.mktemp("torchjd-src")
     subprocess.run(["cp", "-r", str(PACKAGE), str(build)], check=True)  # keep the repo clean
-    # The package's build-system wants setuptools>=68 (bdist_wheel built in); an older one here
-    # means letting pip build it in isolation, with setuptools from the package index.
-    isolation = [] if _setuptools_major() >= 68 else ["--use-pep517"]
-    no_isolation = [] if isolation else ["--no-build-isolation"]
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", *no_isolation, *isolation]
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", *pip_build_flags()]
         + ["--target", str(target), str(build / PACKAGE.name)],
         check=True,
         timeout=300,
