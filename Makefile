@@ -5,9 +5,12 @@ PIP := $(VENV)/bin/python -m pip install --quiet -c constraints.txt
 
 .PHONY: install demo test lint format
 
-$(VENV)/.installed: pyproject.toml plugins/pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) -e ".[test]" -e ./plugins
+	@# before 0.3.0 the built-ins were a distribution of their own: a stale copy would
+	@# register every built-in a second time
+	$(VENV)/bin/python -m pip uninstall --quiet --yes fmtlbench-builtins 2>/dev/null || true
+	$(PIP) -e ".[test]"
 	touch $@
 
 install: $(VENV)/.installed

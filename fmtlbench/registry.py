@@ -62,13 +62,24 @@ class Registry:
 
     # ------------------------------------------------------------------ filling
     def add(self, kind: str, obj: Any, provider: str) -> None:
-        """Register ``obj`` under its ``name``; a second provider of the name is an error."""
-        name = getattr(obj, "name", None)
-        if not isinstance(name, str) or not name or name != name.lower():
-            raise RegistryError(
-                f"plugin {provider} registered a {kind} without a lowercase string 'name': {obj!r}"
-            )
+        """Register ``obj`` under its ``name`` after the checks CONTRIBUTING.md promises: the
+        kind's type, a unique lowercase name and, for component classes, a docstring summary
+        (what ``fmtlbench list`` shows) and a ``Params`` model (what ``--set`` validates
+        against). A second provider of the name is an error naming both."""
         _check_kind(kind, obj, provider)
+        name = getattr(obj, "name", None)
+        if not isinstance(name, str) or not name:
+            raise RegistryError(
+                f"plugin {provider}: {kind} {obj!r} has no 'name'; give it a lowercase string "
+                f"name (e.g. name = 'my{kind}')"
+            )
+        if name != name.lower():
+            raise RegistryError(
+                f"plugin {provider} registered the {kind} name {name!r}, which is not lowercase;"
+                f" use {name.lower()!r}"
+            )
+        if isinstance(obj, type):
+            _check_component(kind, obj, provider)
         table = self._entries[kind]
         if name in table:
             raise RegistryError(
@@ -121,6 +132,25 @@ def _check_kind(kind: str, obj: Any, provider: str) -> None:
         ok = isinstance(obj, type) and issubclass(obj, KINDS[kind])
     if not ok:
         raise RegistryError(f"plugin {provider} returned {obj!r} from its {kind} hook: wrong type")
+
+
+def _check_component(kind: str, cls: type, provider: str) -> None:
+    """A component class says what it is (its summary) and how it is configured (``Params``)."""
+    from fmtlbench.components import Params
+
+    label = f"{kind} '{cls.name}' of plugin {provider}"
+    if not cls.summary().strip():
+        raise RegistryError(
+            f"{label} has no docstring: its first line is the summary `fmtlbench list` shows; "
+            f"add one to class {cls.__qualname__}"
+        )
+    model = getattr(cls, "Params", None)
+    if not (isinstance(model, type) and issubclass(model, Params)):
+        raise RegistryError(
+            f"{label} has Params = {model!r}, which is not a subclass of "
+            "fmtlbench.components.Params; derive its parameter model from that class (or from "
+            "its kind's, e.g. AlgorithmParams)"
+        )
 
 
 def _plugin_info(ep: EntryPoint) -> PluginInfo:

@@ -3,6 +3,7 @@ and a tiny run configuration on the synthetic twin that trains in seconds."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 from pathlib import Path
 
@@ -21,6 +22,17 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
     os.environ["CODECARBON_LOG_LEVEL"] = "error"
     os.environ.pop("FMTLBENCH_DATA_ROOT", None)
     return root
+
+
+def pip_build_flags() -> list[str]:
+    """How pip should build a package of this repository (its build-system wants
+    setuptools>=68, bdist_wheel built in): with the environment's setuptools when it is recent
+    enough, else in isolation with setuptools from the package index."""
+    try:
+        major = int(importlib.metadata.version("setuptools").split(".")[0])
+    except importlib.metadata.PackageNotFoundError:
+        major = 0
+    return ["--no-build-isolation"] if major >= 68 else ["--use-pep517"]
 
 
 def tiny_overrides(tmp: Path, **extra: object) -> list[dict]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -74,7 +75,10 @@ def test_list_shows_algorithms_with_parameters():
 def test_plugins_lists_distributions():
     result = invoke("plugins")
     assert result.exit_code == 0, result.stderr
-    assert "fmtlbench-builtins" in result.stdout
+    # the built-ins ship in the fmtlbench distribution itself, one entry point per module
+    core = f"fmtlbench {importlib.metadata.version('fmtlbench')}"
+    assert core in result.stdout.splitlines(), result.stdout
+    assert "fedavg = fmtlbench_builtins.algorithms.fedavg  ok" in result.stdout
 
 
 def _fake_distribution(root: Path, module: str, body: str, entry: str) -> None:

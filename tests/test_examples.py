@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import pip_build_flags
 
 from fmtlbench.components import ClientInfo, Update
 
@@ -96,13 +97,6 @@ def test_params_reject_bad_values() -> None:
         ALGORITHMS["upgrad"].Params(preference="loudest")
 
 
-def _setuptools_major() -> int:
-    try:
-        return int(importlib.metadata.version("setuptools").split(".")[0])
-    except importlib.metadata.PackageNotFoundError:
-        return 0
-
-
 #: The example packages, installed together into one target as a user would pip-install them.
 EXAMPLES = {"fmtlbench-torchjd": PACKAGE, "fmtlbench-ditto": ROOT / "examples" / "fmtlbench-ditto"}
 
@@ -120,12 +114,8 @@ def torchjd_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build = tmp_path_factory.mktemp("examples-src")
     for package in EXAMPLES.values():  # copies: building must not write into the repository
         subprocess.run(["cp", "-r", str(package), str(build)], check=True)
-    # The packages' build-system wants setuptools>=68 (bdist_wheel built in); an older one here
-    # means letting pip build them in isolation, with setuptools from the package index.
-    isolation = [] if _setuptools_major() >= 68 else ["--use-pep517"]
-    no_isolation = [] if isolation else ["--no-build-isolation"]
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", *no_isolation, *isolation]
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", *pip_build_flags()]
         + ["--target", str(target)]
         + [str(build / package.name) for package in EXAMPLES.values()],
         check=True,

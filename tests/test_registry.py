@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from importlib.metadata import EntryPoint
+from importlib.metadata import EntryPoint, version
 
 import pytest
 
@@ -16,7 +16,7 @@ def test_builtins_arrive_through_entry_points():
     assert "nyudv2" in registry.names("dataset")
     assert "iid1" in registry.names("scenario")
     provider = registry.entry("algorithm", "fedavg").provider
-    assert "fmtlbench-builtins" in provider
+    assert provider == f"fedavg (fmtlbench {version('fmtlbench')})"  # shipped in the core wheel
     assert not [p for p in registry.plugins if p.error], [p.error for p in registry.plugins]
 
 
@@ -73,3 +73,79 @@ def test_wrong_kind_is_rejected(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(RegistryError, match="wrong type"):
         build_registry([_ep("wrong", "wrong_kind")])
+
+
+def _register(tmp_path, monkeypatch, module: str, body: str):
+    """``body`` (a class ``C`` and imports) written as a plugin module registering ``[C]`` as
+    an algorithm, loaded through an entry point."""
+    (tmp_path / f"{module}.py").write_text(
+        "from fmtlbench import hookimpl\n"
+        "from fmtlbench.components import Algorithm, AlgorithmParams\n"
+        f"{body}\n"
+        "@hookimpl\ndef register_algorithms():\n    return [C]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return build_registry([_ep(module, module)])
+
+
+@pytest.mark.parametrize(
+    "module, body, message",
+    [
+        (
+            "no_name",
+            "class C(Algorithm):\n    '''Nameless.'''\n",
+            r"plugin no_name .*: algorithm <class 'no_name.C'> has no 'name'; give it a lowercase",
+        ),
+        (
+            "empty_name",
+            "class C(Algorithm):\n    '''Blank.'''\n    name = ''\n",
+            r"algorithm <class 'empty_name.C'> has no 'name'",
+        ),
+        (
+            "upper_name",
+            "class C(Algorithm):\n    '''Shouting.'''\n    name = 'FedX'\n",
+            r"algorithm name 'FedX', which is not lowercase; use 'fedx'",
+        ),
+        (
+            "no_doc",
+            "class C(Algorithm):\n    name = 'nodoc'\n",
+            r"algorithm 'nodoc' of plugin no_doc .* has no docstring.*add one to class C",
+        ),
+        (
+            "blank_doc",
+            "class C(Algorithm):\n    '''   '''\n    name = 'blankdoc'\n",
+            r"algorithm 'blankdoc' .* has no docstring",
+        ),
+        (
+            "plain_params",
+            "class P:\n    share = 'all'\n"
+            "class C(Algorithm):\n    '''Odd parameters.'''\n    name = 'plain'\n    Params = P\n",
+            r"'plain' .* Params = <class 'plain_params.P'>, which is not a subclass of "
+            r"fmtlbench.components.Params",
+        ),
+        (
+            "pydantic_params",
+            "from pydantic import BaseModel\n"
+            "class P(BaseModel):\n    share: str = 'all'\n"
+            "class C(Algorithm):\n    '''Loose parameters.'''\n"
+            "    name = 'loose'\n    Params = P\n",
+            r"'loose' .* not a subclass of fmtlbench.components.Params",
+        ),
+    ],
+)
+def test_registry_refuses_what_contributing_forbids(tmp_path, monkeypatch, module, body, message):
+    with pytest.raises(RegistryError, match=message) as err:
+        _register(tmp_path, monkeypatch, module, body)
+    assert "\n" not in str(err.value)
+
+
+def test_registry_accepts_an_inherited_params_and_a_multiline_docstring(tmp_path, monkeypatch):
+    body = (
+        "class P(AlgorithmParams):\n    mix: float = 0.5\n"
+        "class C(Algorithm):\n    '''Mixes.\n\n    More prose.\n    '''\n"
+        "    name = 'mixer'\n    Params = P\n"
+        "    def aggregate(self, round, updates):\n        return {}\n"
+    )
+    registry = _register(tmp_path, monkeypatch, "good_plugin", body)
+    assert registry.names("algorithm") == ["mixer"]
+    assert registry.get("algorithm", "mixer").summary() == "Mixes."

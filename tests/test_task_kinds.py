@@ -4,6 +4,7 @@ toy kinds, and the study's numbers each built-in kind carries, written out by ha
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import math
 from typing import ClassVar
 
@@ -94,11 +95,11 @@ def test_normals_come_out_as_unit_vectors() -> None:
 
 
 def test_fmtlbench_list_tasks_names_each_kind_and_its_provider() -> None:
-    result = CliRunner().invoke(main, ["list", "tasks"], terminal_width=200)
+    result = CliRunner().invoke(main, ["list", "tasks"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     for name in ("semseg", "parts", "depth", "normals", "edge", "saliency"):
         assert f"│ {name}" in result.output
-    assert "fmtlbench-builtins" in result.output
+    assert f"tasks (fmtlbench {importlib.metadata.version('fmtlbench')})" in result.output
 
 
 def test_an_unknown_task_is_one_clear_error() -> None:

@@ -8,7 +8,7 @@ their ``.jac`` fields (``torchjd.autojac.backward``) and its aggregator turns th
 the update written to ``.grad`` (``torchjd.autojac.jac_to_grad``). A parameter of one task
 alone (an MD task decoder, a TC head) receives that task's own gradient of ``q_t L_t``.
 
-torchjd is an optional dependency (``pip install 'fmtlbench-builtins[jacobian]'``, Nash-MTL
+torchjd is an optional dependency (``pip install 'fmtlbench[jacobian]'``, Nash-MTL
 through torchjd's ``nash-mtl`` extra); a missing one is refused when the run is built. fp16
 training is refused too: its loss scaling would scale the Jacobian, and the aggregators are not
 all invariant to that. The logged weight of a task is ``w_t q_t``, with ``w`` the aggregator's
@@ -45,7 +45,7 @@ class JacobianWeighting(Weighting):
         except ImportError as exc:
             raise ConfigError(
                 f"weighting '{self.name}' needs torchjd and its dependencies ({exc}); install "
-                "them with: pip install 'fmtlbench-builtins[jacobian]'"
+                "them with: pip install 'fmtlbench[jacobian]'"
             ) from None
 
     def check(self, client: int, specs: Mapping[str, TaskSpec], precision: str) -> None:
