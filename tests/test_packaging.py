@@ -1,12 +1,12 @@
-"""The fmtlbench wheel on its own: built from the repository by pip, installed into a folder of
-its own and run by an interpreter that sees no other fmtlbench, it lists every built-in
-component with the distribution ``fmtlbench`` as provider.
+"""The fmtlbench wheel on its own: built from the repository by pip and pip-installed into a
+fresh virtual environment that sees no other fmtlbench, it lists every built-in component with
+the distribution ``fmtlbench`` as provider.
 
 The test environment holds an editable fmtlbench whose entry points would answer for a wheel
-that lacks them. The interpreter under test therefore runs with ``-I -S`` (no site: neither the
-editable finder's ``.pth`` nor the environment's ``fmtlbench`` dist-info is processed) and sees
-the dependencies through copies of the environment's site-packages folders made of links to
-every entry except fmtlbench's own. The last test removes the entry points from an installed
+that lacks them. So the wheel is pip-installed into a fresh virtual environment that sees the
+dependencies (torch and the rest, too large to install afresh in a test) through ``.pth`` lines
+to copies of the test environment's site-packages folders made of links to every entry except
+fmtlbench's own. The last test removes the entry points from an installed
 copy of the wheel and finds no algorithm at all: what is listed comes from the wheel alone.
 """
 
@@ -83,30 +83,52 @@ def dependency_folders(farm: Path) -> list[Path]:
 
 
 class Site:
-    """An installed wheel and the interpreter command that sees it and the dependencies only."""
+    """A fresh virtual environment holding the installed wheel; its dependencies are reached
+    through one ``.pth`` line per mirrored site-packages folder (links, fmtlbench's own left
+    out), so that nothing but the wheel can answer for fmtlbench."""
 
-    def __init__(self, target: Path, dependencies: list[Path]) -> None:
-        self.target = target
-        self.path = [str(target), *map(str, dependencies)]
+    def __init__(self, venv: Path) -> None:
+        self.venv = venv
+        self.bin = venv / "bin"
 
-    def python(self, code: str) -> subprocess.CompletedProcess:
-        boot = f"import sys; sys.path.extend({self.path!r})\n"
+    @classmethod
+    def create(cls, venv: Path, dependencies: list[Path]) -> Site:
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        (site_packages,) = (venv / "lib").glob("python*/site-packages")
+        (site_packages / "_dependencies.pth").write_text("".join(f"{d}\n" for d in dependencies))
+        return cls(venv)
+
+    @property
+    def site_packages(self) -> Path:
+        (folder,) = (self.venv / "lib").glob("python*/site-packages")
+        return folder
+
+    def install(self, wheel: Path) -> None:
+        """``pip install`` of ``wheel`` into this environment (pip run from the test's)."""
+        subprocess.run(
+            [sys.executable, "-m", "pip", "--python", str(self.bin / "python"), "install"]
+            + ["-q", "--no-deps", str(wheel)],
+            check=True,
+            timeout=300,
+        )
+
+    def run(self, *command: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-I", "-S", "-c", boot + code],
+            [*command],
             capture_output=True,
             text=True,
             timeout=120,
-            env={**os.environ, "COLUMNS": "200"},
+            cwd=self.venv,
+            env={**os.environ, "COLUMNS": "200", "PYTHONPATH": ""},
         )
 
+    def python(self, code: str) -> subprocess.CompletedProcess:
+        return self.run(str(self.bin / "python"), "-c", code)
+
     def fmtlbench(self, *args: str) -> subprocess.CompletedProcess:
-        """The ``fmtlbench`` console script as the wheel declares it."""
-        return self.python(
-            "from importlib.metadata import entry_points\n"
-            "(script,) = entry_points(group='console_scripts', name='fmtlbench')\n"
-            f"sys.argv = ['fmtlbench', *{list(args)!r}]\n"
-            "sys.exit(script.load()())\n"
-        )
+        """The environment's ``fmtlbench`` (``python -m``: the console script's shebang names
+        the environment it was installed into, which a copy is not)."""
+        return self.run(str(self.bin / "python"), "-m", "fmtlbench", *args)
 
 
 @pytest.fixture(scope="session")
@@ -116,14 +138,12 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def site(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Site:
-    target = tmp_path_factory.mktemp("fmtlbench-site")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target)]
-        + [str(wheel)],
-        check=True,
-        timeout=300,
-    )
-    return Site(target, dependency_folders(tmp_path_factory.mktemp("dependencies")))
+    dependencies = dependency_folders(tmp_path_factory.mktemp("dependencies"))
+    venv = Site.create(tmp_path_factory.mktemp("venv") / "env", dependencies)
+    venv.install(wheel)
+    script = venv.run(str(venv.bin / "fmtlbench"), "--version")  # the installed console script
+    assert script.returncode == 0, script.stderr
+    return venv
 
 
 def rows(listing: str) -> dict[str, str]:
@@ -168,7 +188,7 @@ def test_the_interpreter_under_test_sees_the_wheel_alone(site: Site) -> None:
     own, core, builtins = json.loads(probe.stdout)
     assert own == [["fmtlbench", VERSION]]
     for path in (core, builtins):
-        assert Path(path).is_relative_to(site.target), path
+        assert Path(path).is_relative_to(site.site_packages), path
 
 
 def test_the_installed_wheel_lists_every_builtin_as_its_own(site: Site) -> None:
@@ -190,13 +210,14 @@ def test_the_installed_wheel_lists_every_builtin_as_its_own(site: Site) -> None:
 
 def test_without_its_entry_points_the_same_wheel_lists_nothing(site: Site, tmp_path: Path) -> None:
     """The check above can fail: the entry points it sees are the wheel's and nobody else's."""
-    stripped = tmp_path / "site"
-    shutil.copytree(site.target, stripped, symlinks=True)
-    (info,) = stripped.glob("fmtlbench-*.dist-info")
+    stripped = tmp_path / "env"
+    shutil.copytree(site.venv, stripped, symlinks=True)
+    copy = Site(stripped)
+    (info,) = copy.site_packages.glob("fmtlbench-*.dist-info")
     text = (info / "entry_points.txt").read_text()
     kept = re.sub(r"\[fmtlbench\]\n(?:[^\[\n].*\n)*", "", text)
     assert "fmtlbench_builtins" in text and "fmtlbench_builtins" not in kept
     (info / "entry_points.txt").write_text(kept)
-    listing = Site(stripped, [Path(p) for p in site.path[1:]]).fmtlbench("list", "algorithms")
+    listing = copy.fmtlbench("list", "algorithms")
     assert listing.returncode == 0, listing.stderr
     assert not set(ALGORITHMS) & set(rows(listing.stdout)), listing.stdout
