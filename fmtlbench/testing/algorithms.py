@@ -9,7 +9,8 @@ sets (niid6), each for MD and TC models. In a cell the algorithm either refuses 
   schedule; aggregation; payloads loaded; traffic counted) with finite losses and states, and
   count upload traffic exactly when it exchanges something;
 - survive a checkpoint: its server state, encoded in the checkpoint format and loaded into a
-  fresh instance, gives the same exchange plan, phases, contexts and next aggregation;
+  fresh instance, gives the same exchange plan, phases, contexts (personal ones too) and next
+  aggregation;
 - send each client only entries that client exchanges;
 - give every client the same payload whatever order the updates arrive in (within float32
   rounding: sums may be taken in another order).
@@ -34,6 +35,15 @@ ARCHS = ("md", "tc")
 SCENARIOS = ("iid1", "niid2", "niid6")
 
 _BUILT: dict[tuple[int, str, str], Any] = {}
+#: What a fresh instance loaded from the checkpointed server state must answer as the original
+#: does, for every client (the personal hooks too: they are what a personalised client is sent).
+WHAT_A_CHECKPOINT_KEEPS = (
+    "exchanged_names",
+    "local_phases",
+    "context",
+    "personal_phases",
+    "personal_context",
+)
 
 
 def kit_registry(*extra: type) -> Any:
@@ -170,7 +180,7 @@ def check_algorithm_cell(
 
     twins = [_restored(algorithm, infos, initial, fed.groups) for _ in range(2)]
     for k in range(len(infos)):
-        for what in ("exchanged_names", "local_phases", "context"):
+        for what in WHAT_A_CHECKPOINT_KEEPS:
             if not same(getattr(twins[0], what)(k), getattr(algorithm, what)(k)):
                 _fail(algorithm, where, f"{what}({k}) differs after a checkpoint round-trip")
 
