@@ -101,8 +101,7 @@ class Worker:
         state and the update the client sends up."""
         fed, k = self.fed, job.client
         client = fed.clients[k]
-        torch.manual_seed(job.seed)
-        client.train.generator.manual_seed(job.seed)
+        self.seed(job, job.seed)
         model = fed.model_of(k)
         model.load_state_dict(job.state)
         cls, params = job.algorithm
@@ -113,18 +112,8 @@ class Worker:
             wcls, wparams = job.weighting
             weighting = wcls(wparams)
             weighting.begin(k, client.specs, job.weighting_state, fed.device)
-        losses = train_local(
-            model,
-            client.train,
-            client.specs,
-            job.phases,
-            client.epochs,
-            job.lr,
-            fed.config.training.weight_decay,
-            lambda _model, context: side.client_loss(view, context),
-            to_device(job.context, fed.device),
-            **step_settings(fed.config.training),
-            weighting=weighting,
+        losses = self.fit(
+            job, model, job.phases, side.client_loss, view, job.context, weighting=weighting
         )
         state = snapshot(model)
         wanted = set(job.wanted)
@@ -143,23 +132,40 @@ class Worker:
         the same working model (``view`` follows it), from its own seed so that its batches
         and dropout do not depend on what the federated training drew. The study's task
         weights apply; the run's task weighting balances the federated model only."""
-        fed, k = self.fed, job.client
-        client = fed.clients[k]
-        seed = derive_seed(job.seed, "personal")
-        torch.manual_seed(seed)
-        client.train.generator.manual_seed(seed)
-        model = fed.model_of(k)
+        self.seed(job, derive_seed(job.seed, "personal"))
+        model = self.fed.model_of(job.client)
         model.load_state_dict(job.personal_state)
-        train_local(
+        self.fit(job, model, job.personal_phases, side.personal_loss, view, job.personal_context)
+        return snapshot(model)
+
+    def seed(self, job: ClientJob, seed: int) -> None:
+        """Seed torch and the client's shuffling for one local training."""
+        torch.manual_seed(seed)
+        self.fed.clients[job.client].train.generator.manual_seed(seed)
+
+    def fit(
+        self,
+        job: ClientJob,
+        model: Any,
+        phases: list[Phase],
+        term: Any,
+        view: ExchangeView,
+        context: Any,
+        weighting: Weighting | None = None,
+    ) -> dict[str, float]:
+        """Local training of ``model`` on the job's client for ``phases``, adding the
+        algorithm's client-side ``term(view, context)`` at every step; the mean losses."""
+        fed, client = self.fed, self.fed.clients[job.client]
+        return train_local(
             model,
             client.train,
             client.specs,
-            job.personal_phases,
+            phases,
             client.epochs,
             job.lr,
             fed.config.training.weight_decay,
-            lambda _model, context: side.personal_loss(view, context),
-            to_device(job.personal_context, fed.device),
+            lambda _model, ctx: term(view, ctx),
+            to_device(context, fed.device),
             **step_settings(fed.config.training),
+            weighting=weighting,
         )
-        return snapshot(model)
