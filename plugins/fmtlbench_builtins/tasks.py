@@ -132,7 +132,22 @@ class SurfaceNormals(TaskKind):
         return vectors(label)
 
 
-class Edges(TaskKind):
+class BinaryMap(TaskKind):
+    """What the binary-map kinds share: balanced BCE as the loss, grey levels as the picture
+    (not registered itself: it has no metrics of its own)."""
+
+    def loss(self, spec: TaskSpec, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        from fmtlbench.losses import balanced_bce
+
+        return balanced_bce(spec, pred, target)
+
+    def picture(self, label: np.ndarray) -> np.ndarray:
+        from fmtlbench.gallery import grey
+
+        return grey(label)
+
+
+class Edges(BinaryMap):
     """Edge detection: balanced BCE (the study's primary, x100 in tables); odsF/oisF beside it."""
 
     name = "edge"
@@ -153,23 +168,13 @@ class Edges(TaskKind):
             )
         return None
 
-    def loss(self, spec: TaskSpec, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        from fmtlbench.losses import balanced_bce
-
-        return balanced_bce(spec, pred, target)
-
     def meter(self, spec: TaskSpec) -> Any:
         from fmtlbench.metrics import EdgeMeter
 
         return EdgeMeter(spec)
 
-    def picture(self, label: np.ndarray) -> np.ndarray:
-        from fmtlbench.gallery import grey
 
-        return grey(label)
-
-
-class Saliency(TaskKind):
+class Saliency(BinaryMap):
     """Salient-object detection: balanced BCE, maximal F-measure."""
 
     name = "saliency"
@@ -177,20 +182,10 @@ class Saliency(TaskKind):
     metrics: ClassVar[dict[str, bool]] = {"maxf": False, "iou": False}
     primary = "maxf"
 
-    def loss(self, spec: TaskSpec, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        from fmtlbench.losses import balanced_bce
-
-        return balanced_bce(spec, pred, target)
-
     def meter(self, spec: TaskSpec) -> Any:
         from fmtlbench.metrics import SaliencyMeter
 
         return SaliencyMeter(spec)
-
-    def picture(self, label: np.ndarray) -> np.ndarray:
-        from fmtlbench.gallery import grey
-
-        return grey(label)
 
 
 @hookimpl
